@@ -1,0 +1,503 @@
+"""Command line interface: ``diluvian {train,fill,sparse-fill,...}``.
+
+The parser is built by :func:`_make_main_parser` (so Sphinx can document
+it). Handlers import heavy modules (TensorFlow, Keras, neuroglancer, Dask)
+only inside the command that needs them: ``diluvian -h`` and
+``diluvian check-config`` never import TensorFlow.
+
+Errors caused by input (:class:`diluvian.util.DiluvianError`) print one line
+on stderr and exit with status 2; ``-l DEBUG`` also shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .util import DiluvianError
+
+LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+def _int_triple(values) -> list[int]:
+    return [int(v) for v in values]
+
+
+def _bool_value(text: str) -> bool:
+    lowered = str(text).strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c", "--config-file", action="append", dest="config_files", default=[],
+        help="Configuration files to use. For defaults, see `diluvian/conf/default.toml`. "
+             "Values are overwritten in the order provided.")
+    parser.add_argument(
+        "-cd", action="store_true", dest="add_default_config",
+        help="Add default configuration file to chain of configuration files. (The packaged "
+             "defaults are always the base layer; kept for compatibility.)")
+    parser.add_argument(
+        "-m", "--model-file", dest="model_file", default=None,
+        help="Existing network model file to use for prediction or continued training.")
+    parser.add_argument(
+        "-v", "--volume-file", action="append", dest="volume_files", default=[],
+        help="Volume configuration files. For example, see "
+             "`diluvian/conf/cremi_datasets.toml`. Values are overwritten in the order "
+             "provided. Without any, the built-in synthetic EM dataset is used.")
+    parser.add_argument(
+        "--no-in-memory", action="store_false", dest="in_memory", default=True,
+        help="Do not preload entire volumes into memory.")
+    parser.add_argument(
+        "-rs", "--random-seed", action="store", type=int, dest="random_seed", default=None,
+        help="Seed for initializing the Python and NumPy random generators. Overrides any "
+             "seed specified in configuration files.")
+    parser.add_argument(
+        "-l", "--log", dest="log_level", choices=LOG_LEVELS, default="WARNING",
+        help="Set the logging level.")
+
+
+def _add_fill_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--partition-volumes", action="store_true", dest="partition_volumes", default=False,
+        help="Partition volumes and only fill the validation partition.")
+    parser.add_argument(
+        "--no-bias", action="store_false", dest="bias", default=True,
+        help="Overwrite prediction mask at the end of each field of view inference rather "
+             "than using the anti-merge bias update.")
+    parser.add_argument(
+        "--move-batch-size", dest="move_batch_size", default=1, type=int,
+        help="Maximum number of fill moves to process in each prediction batch.")
+    parser.add_argument(
+        "--max-moves", dest="max_moves", default=None, type=int,
+        help="Cancel filling after this many moves.")
+    parser.add_argument(
+        "--remask-interval", dest="remask_interval", default=None, type=int,
+        help="Interval in moves to reset filling region mask based on the seeded connected "
+             "component.")
+
+
+def _add_bounds_moves_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--bounds-num-moves", dest="bounds_num_moves", default=None, nargs=3, type=int,
+        help="Number of moves in direction to size the subvolume bounds.")
+
+
+def _make_main_parser() -> argparse.ArgumentParser:
+    """Build the argument parser for the ``diluvian`` command."""
+    parser = argparse.ArgumentParser(
+        prog="diluvian", description="Train or run flood-filling networks on EM data.")
+    commandparsers = parser.add_subparsers(help="Commands", dest="command")
+    commandparsers.required = True
+
+    # train
+    train = commandparsers.add_parser(
+        "train", help="Train a network from labeled volumes.",
+        description="Train a network from labeled volumes.")
+    _add_common_arguments(train)
+    train.add_argument(
+        "-mo", "--model-output-filebase", dest="model_output_filebase", default=None,
+        help="Base filename for the best trained model and other output artifacts, such as "
+             "metric plots and configuration state.")
+    train.add_argument(
+        "-mc", "--model-checkpoint-file", dest="model_checkpoint_file", default=None,
+        help="Filename for model checkpoints at every epoch. This is different than the model "
+             "output file; if provided, this model file is saved every epoch regardless of "
+             "validation performance. Can use Keras format arguments: "
+             "https://keras.io/callbacks/#modelcheckpoint")
+    train.add_argument(
+        "--early-restart", action="store_true", dest="early_restart", default=False,
+        help="If training is aborted early because an early abort metric criteria, restart "
+             "training with a new random seed.")
+    train.add_argument(
+        "--tensorboard", action="store_true", dest="tensorboard", default=False,
+        help="Output tensorboard log files while training (limited to network graph).")
+    train.add_argument(
+        "--viewer", action="store_true", dest="viewer", default=False,
+        help="Create a neuroglancer viewer for a training sample at the end of training.")
+    train.add_argument(
+        "--metric-plot", action="store_true", dest="metric_plot", default=False,
+        help="Plot metric history at the end of training. Will be saved as a PNG with the "
+             "model output base filename.")
+    train.set_defaults(handler=_cmd_train)
+
+    # fill
+    fill = commandparsers.add_parser(
+        "fill", help="Use a trained network to densely segment a volume.",
+        description="Use a trained network to densely segment a volume.")
+    _add_common_arguments(fill)
+    fill.add_argument(
+        "segmentation_output_file", default=None,
+        help="Filename for the HDF5 segmentation output, without extension. Should contain "
+             "\"{volume}\", which will be substituted with the volume name for each "
+             "respective volume's bounds.")
+    _add_fill_arguments(fill)
+    fill.add_argument(
+        "--seed-generator", dest="seed_generator", default="sobel", nargs="?",
+        choices=["grid", "sobel"],
+        help="Method to generate seed locations for flood filling.")
+    fill.add_argument(
+        "--ordered-seeds", action="store_false", dest="shuffle_seeds", default=True,
+        help="Do not shuffle order in which seeds are processed.")
+    fill.add_argument(
+        "--ignore-mask", dest="ignore_mask", default=False, type=_bool_value,
+        help="Ignore the mask channel when generating seeds (true or false).")
+    fill.add_argument(
+        "--background-label-id", dest="background_label_id", default=0, type=int,
+        help="Label ID to output for voxels not belonging to any filled body.")
+    fill.add_argument(
+        "--viewer", action="store_true", dest="viewer", default=False,
+        help="Create a neuroglancer viewer for a each volume after filling.")
+    fill.add_argument(
+        "--max-bodies", dest="max_bodies", default=None, type=int,
+        help="Cancel filling after this many bodies (only useful for diagnostics).")
+    fill.add_argument(
+        "--reject-early-termination", action="store_true",
+        dest="reject_early_termination", default=False,
+        help="Reject seeds that terminate early, e.g., due to maximum move limits.")
+    fill.add_argument(
+        "--resume-file", dest="resume_filename", default=None,
+        help="Filename for the TOML configuration file of a segmented label volume from which "
+             "to resume filling. The configuration should only contain one dataset.")
+    fill.add_argument(
+        "--checkpoint-interval", dest="checkpoint_interval", default=None, type=int,
+        help="Write a resumable checkpoint every this many bodies (default: "
+             "[fill] checkpoint_interval).")
+    fill.add_argument(
+        "--block-shape", dest="block_shape", default=None, nargs=3, type=int,
+        help="Fill blockwise on Dask with blocks of this core shape (Z Y X voxels).")
+    fill.add_argument(
+        "--block-overlap", dest="block_overlap", default=None, nargs=3, type=int,
+        help="Overlap margin in voxels (Z Y X) around each block for reconciliation.")
+    fill.add_argument(
+        "--scheduler", dest="scheduler", default=None,
+        help="Address of a Dask scheduler (tcp://HOST:PORT) for blockwise filling. "
+             "Default: a LocalCluster on this machine.")
+    fill.add_argument(
+        "--workers", dest="workers", default=None, type=int,
+        help="Number of LocalCluster workers for blockwise filling (default: cores).")
+    fill.set_defaults(handler=_cmd_fill)
+
+    # sparse-fill
+    sparse_fill = commandparsers.add_parser(
+        "sparse-fill", help="Use a trained network to fill random regions in a volume.",
+        description="Use a trained network to fill random regions in a volume.")
+    _add_common_arguments(sparse_fill)
+    _add_fill_arguments(sparse_fill)
+    _add_bounds_moves_argument(sparse_fill)
+    sparse_fill.add_argument(
+        "--augment", action="store_true", dest="augment", default=False,
+        help="Apply training augmentations to subvolumes before filling.")
+    sparse_fill.add_argument(
+        "-bi", "--bounds-input-file", dest="bounds_input_file", default=None,
+        help="Filename for bounds CSV input. Should contain \"{volume}\", which will be "
+             "substituted with the volume name for each respective volume's bounds.")
+    sparse_fill.add_argument(
+        "--num-regions", dest="num_regions", default=None, type=int,
+        help="Stop after filling this many regions (default: all bounds, or 10 random).")
+    sparse_fill.add_argument(
+        "--viewer", action="store_true", dest="viewer", default=False,
+        help="Create a neuroglancer viewer for each filled region.")
+    sparse_fill.add_argument(
+        "--animation-output-file", dest="animation_output_file", default=None,
+        help="Write an animation of each fill (.gif or .mp4). May contain \"{volume}\" and "
+             "\"{region}\".")
+    sparse_fill.add_argument(
+        "--swc-output-file", dest="swc_output_file", default=None,
+        help="Write an SWC skeleton of each filled body. May contain \"{volume}\" and "
+             "\"{region}\".")
+    sparse_fill.set_defaults(handler=_cmd_sparse_fill)
+
+    # validate
+    validate = commandparsers.add_parser(
+        "validate", help="Run a model on validation data.",
+        description="Run a model on validation data.")
+    _add_common_arguments(validate)
+    validate.set_defaults(handler=_cmd_validate)
+
+    # evaluate
+    evaluate = commandparsers.add_parser(
+        "evaluate", help="Evaluate a filling result versus a ground truth.",
+        description="Evaluate a filling result versus a ground truth.")
+    _add_common_arguments(evaluate)
+    evaluate.add_argument(
+        "--border-threshold", dest="border_threshold", default=25.0, type=float,
+        help="Region border threshold (in nm) to ignore. Official CREMI default is 25nm.")
+    evaluate.add_argument(
+        "--partition-volumes", action="store_true", dest="partition_volumes", default=False,
+        help="Partition volumes and only evaluate the validation partitions.")
+    evaluate.add_argument(
+        "--json", dest="json_file", default=None,
+        help="Also write the figures to this JSON file.")
+    evaluate.add_argument("ground_truth_name", help="Name of the ground truth volume.")
+    evaluate.add_argument("prediction_name", help="Name of the prediction volume.")
+    evaluate.set_defaults(handler=_cmd_evaluate)
+
+    # view
+    view = commandparsers.add_parser(
+        "view", help="View a set of co-registered volumes in neuroglancer.",
+        description="View a set of co-registered volumes in neuroglancer.")
+    _add_common_arguments(view)
+    view.add_argument(
+        "--partition-volumes", action="store_true", dest="partition_volumes", default=False,
+        help="Partition volumes and view centered at the validation partitions.")
+    view.add_argument(
+        "--bind-address", dest="bind_address", default="127.0.0.1",
+        help="Address the neuroglancer server binds to (default 127.0.0.1).")
+    view.add_argument(
+        "--port", dest="port", default=0, type=int,
+        help="Port for the neuroglancer server (default: any free port).")
+    view.add_argument(
+        "--png", dest="png_file", default=None,
+        help="Instead of serving, write a PNG montage of orthogonal slices with label "
+             "overlays to this file.")
+    view.add_argument(
+        "volume_name_regex", default=".", nargs="?",
+        help="Regex to filter which volumes of those defined in the volume configuration "
+             "should be loaded.")
+    view.set_defaults(handler=_cmd_view)
+
+    # check-config
+    check_config = commandparsers.add_parser(
+        "check-config", help="Check a configuration value.",
+        description="Check a configuration value.")
+    _add_common_arguments(check_config)
+    check_config.add_argument(
+        "config_property", default=None, nargs="?",
+        help="Name of the property to show, e.g., `training.batch_size`.")
+    check_config.set_defaults(handler=_cmd_check_config)
+
+    # gen-subv-bounds
+    gen_subv_bounds = commandparsers.add_parser(
+        "gen-subv-bounds", help="Generate subvolume bounds.",
+        description="Generate subvolume bounds.")
+    _add_common_arguments(gen_subv_bounds)
+    gen_subv_bounds.add_argument(
+        "bounds_output_file", default=None,
+        help="Filename for the CSV output. Should contain \"{volume}\", which will be "
+             "substituted with the volume name for each respective volume's bounds.")
+    gen_subv_bounds.add_argument(
+        "num_bounds", default=None, type=int, help="Number of bounds to generate.")
+    _add_bounds_moves_argument(gen_subv_bounds)
+    gen_subv_bounds.set_defaults(handler=_cmd_gen_subv_bounds)
+
+    # import-ffn
+    import_ffn = commandparsers.add_parser(
+        "import-ffn", help="Convert a Google FFN convstack_3d checkpoint into a diluvian model.",
+        description="Convert a Google FFN convstack_3d TensorFlow checkpoint into a diluvian "
+                    "model file (.keras) carrying its architecture and inference settings.")
+    import_ffn.add_argument(
+        "checkpoint", help="Checkpoint prefix, e.g. model.ckpt-27465036 (without .index).")
+    import_ffn.add_argument(
+        "-o", "--output", dest="output", required=True, help="Output model file (.keras).")
+    import_ffn.add_argument(
+        "-l", "--log", dest="log_level", choices=LOG_LEVELS, default="WARNING",
+        help="Set the logging level.")
+    import_ffn.set_defaults(handler=_cmd_import_ffn)
+
+    return parser
+
+
+# --------------------------------------------------------------------------
+# Handlers. Each builds what it needs and calls the library function.
+# --------------------------------------------------------------------------
+
+
+def _load_config(args):
+    from .config import Config
+
+    config = Config.from_toml(*args.config_files)
+    if args.random_seed is not None:
+        config.random_seed = args.random_seed
+    return config
+
+
+def _load_volumes(args, config, name_regex=None):
+    from .volumes import load_volumes
+
+    return load_volumes(args.volume_files, args.in_memory, name_regex=name_regex,
+                        config=config)
+
+
+def _cmd_check_config(args) -> int:
+    config = _load_config(args)
+    if args.config_property is None:
+        sys.stdout.write(str(config))
+        return 0
+    value = config.get(args.config_property)
+    import numpy as np
+    import tomli_w
+
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, dict):
+        sys.stdout.write(tomli_w.dumps(value))
+    elif isinstance(value, bool):
+        print("true" if value else "false")
+    else:
+        print(value)
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from .training import train_network
+
+    config = _load_config(args)
+    volumes = _load_volumes(args, config)
+    train_network(
+        model_file=args.model_file,
+        volumes=volumes,
+        model_output_filebase=args.model_output_filebase,
+        model_checkpoint_file=args.model_checkpoint_file,
+        tensorboard=args.tensorboard,
+        viewer=args.viewer,
+        metric_plot=args.metric_plot,
+        early_restart=args.early_restart,
+        config=config,
+    )
+    return 0
+
+
+def _cmd_validate(args) -> int:
+    from .training import validate_model
+
+    config = _load_config(args)
+    volumes = _load_volumes(args, config)
+    validate_model(args.model_file, volumes, config=config)
+    return 0
+
+
+def _cmd_fill(args) -> int:
+    from .diluvian import fill_volumes_with_model
+
+    config = _load_config(args)
+    volumes = _load_volumes(args, config)
+    fill_volumes_with_model(
+        args.model_file,
+        volumes,
+        args.segmentation_output_file,
+        resume_filename=args.resume_filename,
+        partition=args.partition_volumes,
+        viewer=args.viewer,
+        seed_generator=args.seed_generator,
+        background_label_id=args.background_label_id,
+        bias=args.bias,
+        move_batch_size=args.move_batch_size,
+        max_moves=args.max_moves,
+        max_bodies=args.max_bodies,
+        remask_interval=args.remask_interval,
+        shuffle_seeds=args.shuffle_seeds,
+        ignore_mask=args.ignore_mask,
+        reject_early_termination=args.reject_early_termination,
+        checkpoint_interval=args.checkpoint_interval,
+        block_shape=args.block_shape,
+        block_overlap=args.block_overlap,
+        scheduler=args.scheduler,
+        workers=args.workers,
+        config=config,
+    )
+    return 0
+
+
+def _cmd_sparse_fill(args) -> int:
+    from .diluvian import fill_region_with_model
+
+    config = _load_config(args)
+    volumes = _load_volumes(args, config)
+    fill_region_with_model(
+        args.model_file,
+        volumes=volumes,
+        partition=args.partition_volumes,
+        augment=args.augment,
+        bounds_input_file=args.bounds_input_file,
+        bias=args.bias,
+        move_batch_size=args.move_batch_size,
+        max_moves=args.max_moves,
+        remask_interval=args.remask_interval,
+        moves=args.bounds_num_moves,
+        num_regions=args.num_regions,
+        viewer=args.viewer,
+        animation_output_file=args.animation_output_file,
+        swc_output_file=args.swc_output_file,
+        config=config,
+    )
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from .diluvian import evaluate_volume
+
+    config = _load_config(args)
+    volumes = _load_volumes(args, config)
+    evaluate_volume(
+        volumes,
+        args.ground_truth_name,
+        args.prediction_name,
+        partition=args.partition_volumes,
+        border_threshold=args.border_threshold,
+        json_file=args.json_file,
+        config=config,
+    )
+    return 0
+
+
+def _cmd_view(args) -> int:
+    from .diluvian import view_volumes
+
+    config = _load_config(args)
+    volumes = _load_volumes(args, config, name_regex=args.volume_name_regex)
+    view_volumes(
+        volumes,
+        partition=args.partition_volumes,
+        bind_address=args.bind_address,
+        port=args.port,
+        png_file=args.png_file,
+        config=config,
+    )
+    return 0
+
+
+def _cmd_gen_subv_bounds(args) -> int:
+    from .diluvian import generate_subvolume_bounds
+
+    config = _load_config(args)
+    volumes = _load_volumes(args, config)
+    generate_subvolume_bounds(
+        args.bounds_output_file, volumes, args.num_bounds, moves=args.bounds_num_moves,
+        config=config)
+    return 0
+
+
+def _cmd_import_ffn(args) -> int:
+    from .network import import_ffn_checkpoint
+
+    import_ffn_checkpoint(args.checkpoint, args.output)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``diluvian`` command; returns the exit status."""
+    parser = _make_main_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=getattr(logging, args.log_level),
+                        format="%(levelname)s %(name)s: %(message)s")
+    debug = args.log_level == "DEBUG"
+    try:
+        return args.handler(args) or 0
+    except DiluvianError as exc:
+        if debug:
+            logging.exception("diluvian %s failed", args.command)
+        print(f"diluvian {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"diluvian {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""Small shared helpers: errors, atomic output, seeded randomness and metrics.
+
+Everything here is a plain function over arrays or paths, importable without
+TensorFlow. Data flows config -> volumes -> network -> regions -> training or
+fill -> postprocessing -> evaluate / view; this module sits before all of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import tempfile
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "DiluvianError",
+    "atomic_output",
+    "binary_confusion_matrix",
+    "binary_crossentropy",
+    "binary_f_score",
+    "confusion_f_score",
+    "get_function",
+    "get_nonzero_aabb",
+    "make_rng",
+    "to_float_image",
+]
+
+
+class DiluvianError(Exception):
+    """An error caused by user input (a file, key or value).
+
+    The command line prints its message as one line and exits with status 2;
+    no traceback is shown unless logging is at ``DEBUG``.
+    """
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
+
+    If the body raises, the temporary file is removed and ``path`` is left as it
+    was, so no half-written output is ever visible under the final name.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Final file name.
+    suffix : str, optional
+        Suffix for the temporary file (some writers pick a format by suffix);
+        defaults to the suffix of ``path``.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> d = tempfile.mkdtemp()
+    >>> with atomic_output(os.path.join(d, "x.txt")) as tmp:
+    ...     _ = tmp.write_text("hello")
+    >>> open(os.path.join(d, "x.txt")).read()
+    'hello'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix if suffix is None else suffix
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def make_rng(seed: int | None, *stream: int | str) -> np.random.Generator:
+    """Return an independent generator for one named stream of a seed.
+
+    Every random choice in diluvian flows from the configured
+    ``random_seed``: each volume, worker or task asks for its own stream, so
+    streams never share state and results do not depend on scheduling.
+
+    Parameters
+    ----------
+    seed : int or None
+        The configured random seed (``None`` gives fresh entropy).
+    *stream : int or str
+        Keys naming the stream, e.g. ``("training", volume_name, worker)``.
+
+    Examples
+    --------
+    >>> a = make_rng(1, "train", 0).integers(1000, size=3)
+    >>> b = make_rng(1, "train", 0).integers(1000, size=3)
+    >>> bool((a == b).all())
+    True
+    """
+    keys = [k if isinstance(k, int) else zlib.crc32(str(k).encode()) for k in stream]
+    if seed is None:
+        return np.random.default_rng()
+    return np.random.default_rng(np.random.SeedSequence([int(seed), *keys]))
+
+
+def get_function(name: str):
+    """Return the object named by a dotted path, e.g. ``"diluvian.util.binary_f_score"``.
+
+    Raises
+    ------
+    DiluvianError
+        If the module cannot be imported or has no such attribute.
+    """
+    module_name, _, attr = name.rpartition(".")
+    if not module_name:
+        raise DiluvianError(f"{name!r} is not a dotted name of the form 'module.function'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise DiluvianError(f"cannot import module {module_name!r} for {name!r}: {exc}") from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise DiluvianError(f"module {module_name!r} has no attribute {attr!r}") from None
+
+
+def get_nonzero_aabb(a: np.ndarray) -> tuple[list[int], list[int]]:
+    """Axis-aligned bounding box of the nonzero entries of ``a``.
+
+    Returns
+    -------
+    (min, max) : tuple of list of int
+        Inclusive lower and exclusive upper corner. Both are all zeros for an
+        array with no nonzero entry.
+
+    Examples
+    --------
+    >>> a = np.zeros((4, 5)); a[1, 2] = a[2, 3] = 1
+    >>> get_nonzero_aabb(a)
+    ([1, 2], [3, 4])
+    """
+    a = np.asarray(a)
+    if not a.any():
+        return [0] * a.ndim, [0] * a.ndim
+    lo, hi = [], []
+    for axis in range(a.ndim):
+        other = tuple(i for i in range(a.ndim) if i != axis)
+        idx = np.flatnonzero(np.any(a, axis=other))
+        lo.append(int(idx[0]))
+        hi.append(int(idx[-1]) + 1)
+    return lo, hi
+
+
+def binary_confusion_matrix(y: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """2x2 confusion matrix ``[[TN, FP], [FN, TP]]`` of two boolean arrays."""
+    y = np.asarray(y, dtype=bool).ravel()
+    y_pred = np.asarray(y_pred, dtype=bool).ravel()
+    tp = int(np.count_nonzero(y & y_pred))
+    fp = int(np.count_nonzero(~y & y_pred))
+    fn = int(np.count_nonzero(y & ~y_pred))
+    tn = y.size - tp - fp - fn
+    return np.array([[tn, fp], [fn, tp]], dtype=np.int64)
+
+
+def confusion_f_score(confusion: np.ndarray, beta: float = 1.0) -> float:
+    """F-beta score ``(1 + b^2) TP / ((1 + b^2) TP + b^2 FN + FP)`` of a confusion matrix.
+
+    A prediction and truth that are both empty score 1.
+
+    Examples
+    --------
+    >>> confusion_f_score(np.array([[5, 0], [0, 5]]), beta=0.5)
+    1.0
+    """
+    confusion = np.asarray(confusion)
+    tp, fp, fn = confusion[1, 1], confusion[0, 1], confusion[1, 0]
+    b2 = beta * beta
+    denom = (1.0 + b2) * tp + b2 * fn + fp
+    if denom == 0:
+        return 1.0
+    return float((1.0 + b2) * tp / denom)
+
+
+def binary_f_score(y: np.ndarray, y_pred: np.ndarray, beta: float = 1.0) -> float:
+    """F-beta score of a boolean prediction against boolean truth.
+
+    Examples
+    --------
+    >>> binary_f_score(np.array([1, 1, 0, 0]), np.array([1, 0, 0, 0]), beta=1.0)
+    0.6666666666666666
+    """
+    return confusion_f_score(binary_confusion_matrix(y, y_pred), beta=beta)
+
+
+def binary_crossentropy(y: np.ndarray, y_pred: np.ndarray, eps: float = 1e-7) -> float:
+    """Mean binary cross-entropy of probabilities ``y_pred`` against targets ``y``."""
+    y = np.asarray(y, dtype=np.float64)
+    p = np.clip(np.asarray(y_pred, dtype=np.float64), eps, 1.0 - eps)
+    return float(-np.mean(y * np.log(p) + (1.0 - y) * np.log(1.0 - p)))
+
+
+def to_float_image(image: np.ndarray) -> np.ndarray:
+    """Return image data as float32 in [0, 1): integers are divided by their range.
+
+    ``uint8`` is divided by 256, ``uint16`` by 65536; floating point data is
+    assumed to be in [0, 1) already and is only cast.
+
+    Examples
+    --------
+    >>> to_float_image(np.array([0, 128, 255], dtype=np.uint8)).tolist()
+    [0.0, 0.5, 0.99609375]
+    """
+    image = np.asarray(image)
+    if np.issubdtype(image.dtype, np.integer):
+        info = np.iinfo(image.dtype)
+        return (image.astype(np.float32) - info.min) / np.float32(info.max - info.min + 1)
+    return image.astype(np.float32, copy=False)
