@@ -1,0 +1,189 @@
+"""Import a Google FFN ``convstack_3d`` checkpoint as a diluvian model.
+
+The FFN network (Januszewski et al. 2018) takes the image normalised as
+``(raw - 128) / 33`` and the current object mask as logits, concatenated in
+that order; ``conv0_a`` (ReLU) and ``conv0_b`` (linear) are followed by
+residual modules ``x + conv_b(relu(conv_a(relu(x))))``, a ReLU and a 1x1x1
+``conv_lom`` giving a logit update that is added to the input mask logits.
+
+The imported Keras model follows the diluvian I/O convention: image in
+[0, 1), mask probabilities in, probabilities out. The normalisation
+(``Rescaling(256 / 33, -128 / 33)``), the probability-to-logit conversion
+and the final sigmoid are layers of the model. FFN tensors are Z, Y, X
+ordered, as are Keras ``Conv3D`` kernels ``(kz, ky, kx, in, out)``, so the
+weights are copied unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from ..util import DiluvianError
+from .io import save_model
+from .layers import ProbabilityToLogit
+
+__all__ = ["FFN_SETTINGS", "build_ffn_convstack", "import_ffn_checkpoint", "read_ffn_weights"]
+
+#: Inference settings used by the FFN authors on FIB-25, stored with the model.
+FFN_SETTINGS: dict[str, Any] = {
+    "source": "ffn",
+    "input_fov_shape": [33, 33, 33],
+    "output_fov_shape": [33, 33, 33],
+    "output_fov_move_fraction": 4,
+    "move_step": [8, 8, 8],
+    "v_true": 0.95,
+    "v_false": 0.05,
+    "t_move": 0.9,
+    "t_final": 0.6,
+    "min_body_size": 1000,
+    "mask_input": "logit",
+    "image_normalization": {"mean": 128.0, "std": 33.0},
+}
+
+_SCOPE = "seed_update"
+
+
+def read_ffn_weights(checkpoint_prefix) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{layer name: (weights, biases)}`` of the ``seed_update`` convolutions in a checkpoint.
+
+    Raises
+    ------
+    DiluvianError
+        If the checkpoint can not be read or holds no FFN convolutions.
+    """
+    import tensorflow as tf
+
+    prefix = str(checkpoint_prefix)
+    if prefix.endswith(".index"):
+        prefix = prefix[: -len(".index")]
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+    except Exception as exc:  # noqa: BLE001 - tf raises NotFound, DataLoss, ...
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DiluvianError(f"{prefix}: cannot read TensorFlow checkpoint: {msg}") from None
+    names = reader.get_variable_to_shape_map()
+    pattern = re.compile(rf"^{_SCOPE}/(conv\w+)/weights$")
+    out = {}
+    for name in names:
+        match = pattern.match(name)
+        if match:
+            layer = match.group(1)
+            bias_name = f"{_SCOPE}/{layer}/biases"
+            if bias_name not in names:
+                raise DiluvianError(f"{prefix}: {name} has no matching {bias_name}")
+            out[layer] = (reader.get_tensor(name), reader.get_tensor(bias_name))
+    if not out:
+        raise DiluvianError(f"{prefix}: no '{_SCOPE}/conv*/weights' variables: not an FFN "
+                            "convstack_3d checkpoint")
+    return out
+
+
+def _module_count(weights) -> int:
+    n = 0
+    while f"conv{n + 1}_a" in weights:
+        n += 1
+    return n
+
+
+def build_ffn_convstack(
+    fov_shape=(33, 33, 33), depth: int = 11, filters: int = 32,
+    image_mean: float = 128.0, image_std: float = 33.0,
+) -> keras.Model:
+    """The FFN ``convstack_3d`` architecture as a diluvian-convention Keras model.
+
+    Layer names follow the checkpoint (``conv0_a`` ... ``conv{depth}_b``,
+    ``conv_lom``).
+
+    Parameters
+    ----------
+    fov_shape : sequence of 3 int
+        Field of view (ZYX); input and output have the same shape.
+    depth : int
+        Number of residual modules.
+    filters : int
+        Filters per convolution.
+    image_mean, image_std : float
+        FFN image normalisation of raw ``uint8`` values.
+    """
+    fov = tuple(int(v) for v in fov_shape)
+    image_input = keras.Input(shape=(*fov, 1), dtype="float32", name="image_input")
+    mask_input = keras.Input(shape=(*fov, 1), dtype="float32", name="mask_input")
+    # Our image is raw / 256; FFN wants (raw - mean) / std.
+    image = keras.layers.Rescaling(scale=256.0 / image_std, offset=-image_mean / image_std,
+                                   name="image_normalization")(image_input)
+    logits = ProbabilityToLogit(name="mask_logit")(mask_input)
+    x = keras.layers.Concatenate(axis=-1, name="image_logit")([image, logits])
+
+    def conv(t, name, activation=None, kernel=(3, 3, 3), n=filters):
+        return keras.layers.Conv3D(n, kernel, padding="same", activation=activation,
+                                   name=name)(t)
+
+    x = conv(x, "conv0_a", "relu")
+    x = conv(x, "conv0_b")
+    for i in range(1, depth + 1):
+        x_in = x
+        x = keras.layers.Activation("relu", name=f"relu{i}")(x)
+        x = conv(x, f"conv{i}_a", "relu")
+        x = conv(x, f"conv{i}_b")
+        x = keras.layers.Add(name=f"residual{i}")([x_in, x])
+    x = keras.layers.Activation("relu", name="relu_lom")(x)
+    update = conv(x, "conv_lom", kernel=(1, 1, 1), n=1)
+    new_logits = keras.layers.Add(name="logit_update", dtype="float32")([logits, update])
+    mask_output = keras.layers.Activation("sigmoid", dtype="float32",
+                                          name="mask_output")(new_logits)
+    return keras.Model([image_input, mask_input], mask_output, name="ffn_convstack_3d")
+
+
+def import_ffn_checkpoint(checkpoint_prefix, output_file) -> keras.Model:
+    """Convert a Google FFN ``convstack_3d`` checkpoint into a diluvian ``.keras`` model file.
+
+    Parameters
+    ----------
+    checkpoint_prefix : str or path-like
+        Checkpoint prefix, e.g. ``.../model.ckpt-27465036`` (without
+        ``.index``).
+    output_file : str or path-like
+        Output ``.keras`` file; it carries :data:`FFN_SETTINGS`.
+
+    Returns
+    -------
+    keras.Model
+        The imported model.
+
+    Raises
+    ------
+    DiluvianError
+        If the checkpoint can not be read or its variables do not fit the
+        architecture.
+    """
+    if Path(output_file).suffix != ".keras":
+        raise DiluvianError(f"{output_file}: model files must end in '.keras'")
+    weights = read_ffn_weights(checkpoint_prefix)
+    depth = _module_count(weights)
+    if "conv0_a" not in weights or "conv0_b" not in weights or "conv_lom" not in weights:
+        raise DiluvianError(f"{checkpoint_prefix}: missing conv0_a, conv0_b or conv_lom: not an "
+                            "FFN convstack_3d checkpoint")
+    filters = int(weights["conv0_a"][0].shape[-1])
+    fov = FFN_SETTINGS["input_fov_shape"]
+    model = build_ffn_convstack(fov, depth=depth, filters=filters)
+    expected = {layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv3D)}
+    if set(weights) != expected:
+        raise DiluvianError(f"{checkpoint_prefix}: convolutions {sorted(weights)} do not match "
+                            f"the convstack_3d layers {sorted(expected)}")
+    for name, (kernel, bias) in weights.items():
+        layer = model.get_layer(name)
+        want = [tuple(w.shape) for w in layer.get_weights()]
+        if [kernel.shape, bias.shape] != want:
+            raise DiluvianError(f"{checkpoint_prefix}: {name} has shapes {kernel.shape}, "
+                                f"{bias.shape}; expected {want[0]}, {want[1]}")
+        layer.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
+    settings = dict(FFN_SETTINGS)
+    settings["ffn"] = {"checkpoint": Path(str(checkpoint_prefix)).name, "depth": depth,
+                       "filters": filters}
+    save_model(model, output_file, settings)
+    return model
