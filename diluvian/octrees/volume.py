@@ -1,0 +1,650 @@
+"""The :class:`OctreeVolume` sparse array (see :mod:`diluvian.octrees`)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+
+from .nodes import (
+    BranchNode,
+    LeafNode,
+    Node,
+    UniformBranchNode,
+    UniformLeafNode,
+    UniformNode,
+    _same_value,
+    _UnpopulatedNode,
+)
+from .view import OctreeView
+
+__all__ = ["OctreeVolume"]
+
+_Int = (int, np.integer)
+
+
+class OctreeVolume:
+    """A sparse Z, Y, X array stored as an octree of dense leaves.
+
+    Parameters
+    ----------
+    leaf_shape : sequence of int
+        Z, Y, X shape of the dense leaves (e.g. ``(32, 32, 32)``). Larger
+        leaves make box copies faster and sparsity coarser.
+    bounds : pair of sequence of int
+        ``(start, stop)`` Z, Y, X voxel box the volume covers; indices are
+        absolute coordinates in this box.
+    dtype : dtype-like
+        Data type of the stored values.
+    populator : callable, optional
+        ``populator(bounds) -> ndarray`` called with ``(start, stop)`` arrays
+        of a leaf's clipped box the first time that leaf is read (or partly
+        written); must return data of that shape. Used as a lazy cache of a
+        larger data source.
+    fill_value : scalar, optional
+        Value of voxels never written when there is no populator (default
+        0; region masks use ``np.nan`` for "unset").
+
+    Examples
+    --------
+    >>> vol = OctreeVolume((4, 4, 4), ((0, 0, 0), (10, 10, 10)), np.uint8)
+    >>> vol[2:5, 3, 0:2] = 7
+    >>> vol[2:5, 3, 0:3].tolist()
+    [[7, 7, 0], [7, 7, 0], [7, 7, 0]]
+    >>> int(vol[4, 3, 1])
+    7
+    """
+
+    def __init__(
+        self,
+        leaf_shape: Sequence[int],
+        bounds: tuple[Sequence[int], Sequence[int]],
+        dtype,
+        populator: Callable[[tuple[np.ndarray, np.ndarray]], np.ndarray] | None = None,
+        fill_value=0,
+    ):
+        self.leaf_shape = tuple(int(s) for s in leaf_shape)
+        start = tuple(int(s) for s in bounds[0])
+        stop = tuple(int(s) for s in bounds[1])
+        if len(self.leaf_shape) != 3 or len(start) != 3 or len(stop) != 3:
+            raise ValueError(f"leaf_shape and bounds must be Z, Y, X triples, got "
+                             f"{leaf_shape!r} and {bounds!r}")
+        if min(self.leaf_shape) < 1 or any(b <= a for a, b in zip(start, stop)):
+            raise ValueError(f"leaf_shape {self.leaf_shape} must be positive and bounds "
+                             f"{start} - {stop} non-empty")
+        self.bounds = (np.array(start, dtype=np.int64), np.array(stop, dtype=np.int64))
+        self._start = start
+        self._stop = stop
+        self._axes = tuple(zip(start, self.leaf_shape, stop))
+        self.dtype = np.dtype(dtype)
+        self.populator = populator
+        self.fill_value = self.dtype.type(fill_value)
+        n_leaves = max(math.ceil((b - a) / s) for a, b, s in zip(start, stop, self.leaf_shape))
+        self.depth = max(0, math.ceil(math.log2(n_leaves))) if n_leaves > 1 else 0
+        #: leaf-level nodes (dense or uniform) by leaf grid index
+        self._leaves: dict[tuple[int, int, int], Node] = {}
+        #: dense leaf data by leaf grid index
+        self._dense: dict[tuple[int, int, int], np.ndarray] = {}
+        self.root: Node | None = None
+        self.root = self._make_node(
+            UniformLeafNode if populator is None and self.depth == 0
+            else UniformBranchNode if populator is None else _UnpopulatedNode,
+            None, 0, self.depth, start, value=self.fill_value)
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Z, Y, X shape of the clip bounds."""
+        return tuple(b - a for a, b in zip(self._start, self._stop))
+
+    def __repr__(self) -> str:
+        return (f"OctreeVolume(leaf_shape={self.leaf_shape}, bounds=({list(self._start)}, "
+                f"{list(self._stop)}), dtype={self.dtype}, fullness={self.fullness():.3g})")
+
+    def _leaf_index(self, start) -> tuple[int, int, int]:
+        return tuple((s - o) // ls for s, o, ls in zip(start, self._start, self.leaf_shape))
+
+    def _make_node(self, cls, parent, slot, level, start, value=None, data=None):
+        stop = tuple(min(s + ls * (1 << level), b)
+                     for s, ls, b in zip(start, self.leaf_shape, self._stop))
+        if cls is LeafNode:
+            node = LeafNode(parent, slot, level, start, stop, data)
+        elif issubclass(cls, UniformNode):
+            node = cls(parent, slot, level, start, stop, value)
+        else:
+            node = cls(parent, slot, level, start, stop)
+        if level == 0 and cls is not _UnpopulatedNode:
+            idx = self._leaf_index(start)
+            self._leaves[idx] = node
+            if cls is LeafNode:
+                self._dense[idx] = data
+        return node
+
+    def _forget(self, node: Node | None) -> None:
+        """Drop ``node``'s subtree from the leaf indices."""
+        if node is None:
+            return
+        if node.level == 0:
+            idx = self._leaf_index(node.start)
+            if self._leaves.get(idx) is node:
+                del self._leaves[idx]
+                self._dense.pop(idx, None)
+        elif isinstance(node, BranchNode):
+            for child in node.children:
+                self._forget(child)
+
+    def _replace(self, old: Node, cls, value=None, data=None) -> Node:
+        self._forget(old)
+        new = self._make_node(cls, old.parent, old.slot, old.level, old.start,
+                              value=value, data=data)
+        if old.parent is None:
+            self.root = new
+        else:
+            old.parent.children[old.slot] = new
+        return new
+
+    def _split(self, node: Node) -> BranchNode:
+        """Replace a uniform or unpopulated branch-level node by a branch of the same content."""
+        branch = self._replace(node, BranchNode)
+        level = node.level - 1
+        ext = [ls << level for ls in self.leaf_shape]
+        if isinstance(node, UniformNode):
+            cls = UniformLeafNode if level == 0 else UniformBranchNode
+            value = node.value
+        else:
+            cls, value = _UnpopulatedNode, None
+        for i in range(8):
+            start = (node.start[0] + ((i >> 2) & 1) * ext[0],
+                     node.start[1] + ((i >> 1) & 1) * ext[1],
+                     node.start[2] + (i & 1) * ext[2])
+            if all(s < b for s, b in zip(start, self._stop)):
+                branch.children[i] = self._make_node(cls, branch, i, level, start, value=value)
+        return branch
+
+    def _populate(self, node: Node) -> LeafNode:
+        bounds = node.bounds
+        data = np.asarray(self.populator(bounds))
+        if data.shape != node.shape:
+            raise ValueError(f"populator returned shape {data.shape} for bounds "
+                             f"{bounds[0].tolist()} - {bounds[1].tolist()}; expected {node.shape}")
+        return self._replace(node, LeafNode, data=np.array(data, dtype=self.dtype))
+
+    def _dense_leaf(self, node: Node) -> LeafNode:
+        """Make a leaf-level node dense, keeping its content."""
+        if isinstance(node, LeafNode):
+            return node
+        if isinstance(node, UniformNode):
+            return self._replace(node, LeafNode, data=np.full(node.shape, node.value, self.dtype))
+        return self._populate(node)
+
+    def _try_collapse(self, node: BranchNode) -> None:
+        """Collapse a branch whose children are all uniform with one value."""
+        value = None
+        for child in node.children:
+            if child is None:
+                continue
+            if not isinstance(child, UniformNode):
+                return
+            if value is None:
+                value = child.value
+            elif not _same_value(value, child.value):
+                return
+        self._replace(node, UniformBranchNode, value=value)
+
+    def _materialize_leaf(self, idx) -> LeafNode:
+        """Return the dense leaf with grid index ``idx``, splitting only the path to it."""
+        node = self.root
+        while node.level > 0:
+            if not isinstance(node, BranchNode):
+                node = self._split(node)
+            bit = node.level - 1
+            node = node.children[((idx[0] >> bit) & 1) << 2 | ((idx[1] >> bit) & 1) << 1
+                                 | ((idx[2] >> bit) & 1)]
+        return self._dense_leaf(node)
+
+    # ------------------------------------------------------------------ keys
+    def _check_point(self, point) -> tuple[int, int, int]:
+        p = tuple(int(c) for c in point)
+        if not all(a <= c < b for c, a, b in zip(p, self._start, self._stop)):
+            raise IndexError(f"point {p} is outside the octree bounds {self._start} - {self._stop}")
+        return p
+
+    def _parse_key(self, key):
+        """Return ``(start, stop, squeeze_axes)`` for a box key, or None for fancy points."""
+        if not isinstance(key, tuple):
+            key = (key,)
+        if any(k is Ellipsis for k in key):
+            i = key.index(Ellipsis)
+            key = key[:i] + (slice(None),) * (3 - len(key) + 1) + key[i + 1:]
+        if len(key) < 3:
+            key = key + (slice(None),) * (3 - len(key))
+        if len(key) != 3:
+            raise IndexError(f"an octree volume takes 3 indices, got {len(key)}")
+        start, stop, squeeze = [], [], []
+        for axis, (k, lo, hi) in enumerate(zip(key, self._start, self._stop)):
+            if isinstance(k, slice):
+                if k.step not in (None, 1):
+                    raise IndexError(f"octree slices need step 1, got {k.step} on axis {axis}")
+                a = lo if k.start is None else int(k.start)
+                b = hi if k.stop is None else int(k.stop)
+                if a < lo or b > hi:
+                    raise IndexError(f"slice {a}:{b} on axis {axis} is outside the octree "
+                                     f"bounds {lo}:{hi}")
+                start.append(a)
+                stop.append(max(a, b))
+            elif isinstance(k, _Int) or (isinstance(k, np.ndarray) and k.ndim == 0
+                                         and np.issubdtype(k.dtype, np.integer)):
+                k = int(k)
+                if not lo <= k < hi:
+                    raise IndexError(f"index {k} on axis {axis} is outside the octree "
+                                     f"bounds {lo}:{hi}")
+                start.append(k)
+                stop.append(k + 1)
+                squeeze.append(axis)
+            else:
+                return None
+        return tuple(start), tuple(stop), tuple(squeeze)
+
+    def _segments(self, start, stop):
+        """Per axis, the leaves a box meets: ``(leaf index, leaf slice, box slice, covers)``."""
+        out = []
+        for s, e, (o, ls, b) in zip(start, stop, self._axes):
+            i0 = (s - o) // ls
+            i1 = (e - 1 - o) // ls
+            l0 = o + i0 * ls
+            if i0 == i1:
+                l1 = l0 + ls
+                out.append(((i0, slice(s - l0, e - l0), slice(0, e - s),
+                             s == l0 and e == (l1 if l1 < b else b)),))
+                continue
+            segs = []
+            for i in range(i0, i1 + 1):
+                lo = s if s > l0 else l0
+                l1 = l0 + ls
+                hi = e if e < l1 else l1
+                segs.append((i, slice(lo - l0, hi - l0), slice(lo - s, hi - s),
+                             lo == l0 and hi == (l1 if l1 < b else b)))
+                l0 = l1
+            out.append(segs)
+        return out
+
+    def _fast_box(self, key):
+        """``(start, stop)`` for a key of 3 plain in-bounds slices, else None (the slow parser)."""
+        z, y, x = key
+        if type(z) is slice and type(y) is slice and type(x) is slice:
+            start = (z.start, y.start, x.start)
+            stop = (z.stop, y.stop, x.stop)
+            if (type(start[0]) is int and type(start[1]) is int and type(start[2]) is int
+                    and type(stop[0]) is int and type(stop[1]) is int and type(stop[2]) is int
+                    and z.step is None and y.step is None and x.step is None):
+                (oz, oy, ox), (bz, by, bx) = self._start, self._stop
+                if (oz <= start[0] < stop[0] <= bz and oy <= start[1] < stop[1] <= by
+                        and ox <= start[2] < stop[2] <= bx):
+                    return start, stop
+        return None
+
+    # ------------------------------------------------------------------ reads
+    def __getitem__(self, key):
+        if type(key) is tuple and len(key) == 3:
+            z, y, x = key
+            if type(z) is int and type(y) is int and type(x) is int:
+                return self._get_point(z, y, x)
+            box = self._fast_box(key)
+            if box is not None:
+                return self._get_box(*box)
+        box = self._parse_key(key)
+        if box is None:
+            return self._get_points(key)
+        start, stop, squeeze = box
+        out = self._get_box(start, stop)
+        if squeeze:
+            out = out.reshape([n for i, n in enumerate(out.shape) if i not in squeeze])
+            if out.ndim == 0:
+                return out[()]
+        return out
+
+    def _get_point(self, z, y, x):
+        oz, oy, ox = self._start
+        lz, ly, lx = self.leaf_shape
+        data = self._dense.get(((z - oz) // lz, (y - oy) // ly, (x - ox) // lx))
+        if data is not None:  # a negative offset gives a negative index: never a hit
+            return data[(z - oz) % lz, (y - oy) % ly, (x - ox) % lx]
+        self._check_point((z, y, x))
+        return self._get_box((z, y, x), (z + 1, y + 1, x + 1))[0, 0, 0]
+
+    def _get_box(self, start, stop) -> np.ndarray:
+        shape = tuple(e - s for s, e in zip(start, stop))
+        if 0 in shape:
+            return np.empty(shape, dtype=self.dtype)
+        segz, segy, segx = self._segments(start, stop)
+        if len(segz) == 1 and len(segy) == 1 and len(segx) == 1:
+            node = self._dense.get((segz[0][0], segy[0][0], segx[0][0]))
+            if node is not None:
+                return node[segz[0][1], segy[0][1], segx[0][1]].copy()
+        leaves = self._leaves
+        nodes = []
+        for iz, lz, vz, _ in segz:
+            for iy, ly, vy, _ in segy:
+                for ix, lx, vx, _ in segx:
+                    node = leaves.get((iz, iy, ix))
+                    if node is None:
+                        return self._get_tree(start, stop)
+                    nodes.append((node, (lz, ly, lx), (vz, vy, vx)))
+        out = np.empty(shape, dtype=self.dtype)
+        for node, lsl, vsl in nodes:
+            if isinstance(node, LeafNode):
+                out[vsl] = node.data[lsl]
+            else:
+                out[vsl] = node.value
+        return out
+
+    def _get_tree(self, start, stop) -> np.ndarray:
+        out = np.empty(tuple(e - s for s, e in zip(start, stop)), dtype=self.dtype)
+        self._get_rec(self.root, start, stop, out)
+        return out
+
+    def _get_rec(self, node, start, stop, out) -> None:
+        lo = tuple(max(a, b) for a, b in zip(start, node.start))
+        hi = tuple(min(a, b) for a, b in zip(stop, node.stop))
+        if any(a >= b for a, b in zip(lo, hi)):
+            return
+        osl = tuple(slice(a - s, b - s) for a, b, s in zip(lo, hi, start))
+        if isinstance(node, UniformNode):
+            out[osl] = node.value
+        elif isinstance(node, _UnpopulatedNode) and node.level == 0:
+            node = self._populate(node)
+        elif isinstance(node, _UnpopulatedNode):
+            node = self._split(node)
+        if isinstance(node, LeafNode):
+            out[osl] = node.data[tuple(slice(a - s, b - s)
+                                       for a, b, s in zip(lo, hi, node.start))]
+        elif isinstance(node, BranchNode):
+            for child in node.children:
+                if child is not None:
+                    self._get_rec(child, start, stop, out)
+
+    def _get_points(self, key) -> np.ndarray:
+        pts = self._fancy_points(key)
+        order, local, groups = self._group_points([p.ravel() for p in pts])
+        got = np.empty(order.shape, dtype=self.dtype)
+        for idx, a, b in groups:
+            node = self._leaves.get(idx)
+            sel = tuple(c[a:b] for c in local)
+            if node is None:
+                lo = [int(c.min()) for c in sel]
+                hi = [int(c.max()) + 1 for c in sel]
+                base = self._leaf_start(idx)
+                block = self._get_box(tuple(b + a for a, b in zip(lo, base)),
+                                      tuple(b + a for a, b in zip(hi, base)))
+                got[a:b] = block[tuple(c - a for c, a in zip(sel, lo))]
+            elif isinstance(node, LeafNode):
+                got[a:b] = node.data[sel]
+            else:
+                got[a:b] = node.value
+        out = np.empty_like(got)
+        out[order] = got
+        return out.reshape(pts[0].shape)
+
+    def _leaf_start(self, idx):
+        return tuple(o + i * ls for o, i, ls in zip(self._start, idx, self.leaf_shape))
+
+    def _fancy_points(self, key):
+        if not isinstance(key, tuple) or len(key) != 3:
+            raise IndexError("octree keys are 3 slices or ints, or 3 integer arrays of points")
+        try:
+            pts = np.broadcast_arrays(*[np.asarray(k) for k in key])
+        except ValueError as exc:
+            raise IndexError(f"point index arrays do not broadcast: {exc}") from None
+        for axis, (p, lo, hi) in enumerate(zip(pts, self._start, self._stop)):
+            if not np.issubdtype(p.dtype, np.integer):
+                raise IndexError(f"point indices must be integers, got {p.dtype} on axis {axis}")
+            if p.size and (p.min() < lo or p.max() >= hi):
+                raise IndexError(f"point indices on axis {axis} fall outside the octree "
+                                 f"bounds {lo}:{hi}")
+        return [p.astype(np.int64) for p in pts]
+
+    def _group_points(self, flat):
+        """Sort points by leaf.
+
+        Returns ``order`` (a stable permutation sorting the points by leaf),
+        the sorted leaf-local coordinates, and ``(leaf index, a, b)`` for each
+        leaf's run ``[a, b)`` of sorted points.
+        """
+        idx, local = [], []
+        for c, o, ls in zip(flat, self._start, self.leaf_shape):
+            q, r = np.divmod(c - o, ls)
+            idx.append(q)
+            local.append(r)
+        n = [((b - o) + ls - 1) // ls for o, b, ls in zip(self._start, self._stop, self.leaf_shape)]
+        lin = (idx[0] * n[1] + idx[1]) * n[2] + idx[2]
+        order = np.argsort(lin, kind="stable")
+        lin = lin[order]
+        local = [c[order] for c in local]
+        if not len(lin):
+            return order, local, []
+        starts = [0, *(np.flatnonzero(np.diff(lin)) + 1).tolist()]
+        ends = [*starts[1:], len(lin)]
+        groups = []
+        for a, b in zip(starts, ends):
+            u = int(lin[a])
+            groups.append(((u // (n[1] * n[2]), (u // n[2]) % n[1], u % n[2]), a, b))
+        return order, local, groups
+
+    # ------------------------------------------------------------------ writes
+    def __setitem__(self, key, value) -> None:
+        if type(key) is tuple and len(key) == 3:
+            z, y, x = key
+            if type(z) is int and type(y) is int and type(x) is int:
+                oz, oy, ox = self._start
+                lz, ly, lx = self.leaf_shape
+                data = self._dense.get(((z - oz) // lz, (y - oy) // ly, (x - ox) // lx))
+                if data is not None:  # a negative offset gives a negative index: never a hit
+                    data[(z - oz) % lz, (y - oy) % ly, (x - ox) % lx] = value
+                    return
+                self._set_point((z, y, x), value)
+                return
+            box = self._fast_box(key)
+            if box is not None:
+                start, stop = box
+                if type(value) is np.ndarray and value.shape == tuple(
+                        e - s for s, e in zip(start, stop)):
+                    self._set_box(start, stop, value, scalar=False)
+                    return
+                if type(value) in (float, int, bool) or isinstance(value, np.generic):
+                    self._set_box(start, stop, self.dtype.type(value), scalar=True)
+                    return
+        box = self._parse_key(key)
+        if box is None:
+            self._set_points(key, value)
+            return
+        start, stop, squeeze = box
+        shape = tuple(e - s for s, e in zip(start, stop))
+        if np.ndim(value) == 0:
+            self._set_box(start, stop, self.dtype.type(value), scalar=True)
+            return
+        value = np.asarray(value)
+        if squeeze:
+            value = np.broadcast_to(
+                value, [n for i, n in enumerate(shape) if i not in squeeze]).reshape(shape)
+        elif value.shape != shape:
+            value = np.broadcast_to(value, shape)
+        self._set_box(start, stop, value, scalar=False)
+
+    def _set_point(self, point, value) -> None:
+        point = self._check_point(point)
+        leaf = self._materialize_leaf(self._leaf_index(point))
+        leaf.data[tuple(p - s for p, s in zip(point, leaf.start))] = value
+
+    def _set_box(self, start, stop, value, scalar: bool) -> None:
+        if any(e <= s for s, e in zip(start, stop)):
+            return
+        segz, segy, segx = self._segments(start, stop)
+        dense = self._dense
+        if len(segz) == 1 and len(segy) == 1 and len(segx) == 1:
+            (iz, lz, vz, cz), (iy, ly, vy, cy), (ix, lx, vx, cx) = segz[0], segy[0], segx[0]
+            data = dense.get((iz, iy, ix))
+            if data is not None and not (scalar and cz and cy and cx):
+                data[lz, ly, lx] = value if scalar else value[vz, vy, vx]
+                return
+        elif len(segz) * len(segy) * len(segx) <= 64:
+            todo = []
+            for iz, lz, vz, cz in segz:
+                for iy, ly, vy, cy in segy:
+                    for ix, lx, vx, cx in segx:
+                        data = dense.get((iz, iy, ix))
+                        if data is None or (scalar and cz and cy and cx):
+                            break
+                        todo.append((data, (lz, ly, lx), (vz, vy, vx)))
+                    else:
+                        continue
+                    break
+                else:
+                    continue
+                break
+            else:
+                if scalar:
+                    for data, lsl, _ in todo:
+                        data[lsl] = value
+                else:
+                    for data, lsl, vsl in todo:
+                        data[lsl] = value[vsl]
+                return
+        self._set_rec(self.root, start, stop, value, scalar)
+
+    def _set_rec(self, node, start, stop, value, scalar) -> None:
+        lo = tuple(max(a, b) for a, b in zip(start, node.start))
+        hi = tuple(min(a, b) for a, b in zip(stop, node.stop))
+        if any(a >= b for a, b in zip(lo, hi)):
+            return
+        if scalar and isinstance(node, UniformNode) and _same_value(node.value, value):
+            return
+        covers = lo == node.start and hi == node.stop
+        if covers and scalar:
+            self._replace(node, UniformLeafNode if node.level == 0 else UniformBranchNode,
+                          value=value)
+            return
+        vsl = tuple(slice(a - s, b - s) for a, b, s in zip(lo, hi, start))
+        if node.level == 0:
+            if covers and not isinstance(node, LeafNode):
+                self._replace(node, LeafNode, data=np.array(value[vsl], dtype=self.dtype))
+                return
+            node = self._dense_leaf(node)
+            node.data[tuple(slice(a - s, b - s) for a, b, s in zip(lo, hi, node.start))] = (
+                value if scalar else value[vsl])
+            return
+        if not isinstance(node, BranchNode):
+            node = self._split(node)
+        for child in node.children:
+            if child is not None:
+                self._set_rec(child, start, stop, value, scalar)
+        if scalar:
+            self._try_collapse(node)
+
+    def _set_points(self, key, value) -> None:
+        pts = self._fancy_points(key)
+        values = np.broadcast_to(np.asarray(value, dtype=self.dtype), pts[0].shape).ravel()
+        order, local, groups = self._group_points([p.ravel() for p in pts])
+        values = values[order]
+        for idx, a, b in groups:
+            data = self._dense.get(idx)
+            if data is None:
+                data = self._materialize_leaf(idx).data
+            data[local[0][a:b], local[1][a:b], local[2][a:b]] = values[a:b]
+
+    # ------------------------------------------------------------------ whole-tree
+    def iter_leaves(self) -> Iterator[LeafNode]:
+        """Yield the dense leaves (in tree order); uniform and unpopulated nodes are skipped."""
+        stack = [self.root]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, LeafNode):
+                yield node
+            elif isinstance(node, BranchNode):
+                stack.extend(c for c in reversed(node.children) if c is not None)
+
+    def get_leaf_bounds(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``(start, stop)`` boxes of the dense leaves, clipped to the volume bounds."""
+        return [leaf.bounds for leaf in self.iter_leaves()]
+
+    def iter_nodes(self) -> Iterator[Node]:
+        """Yield every node of the tree, parents before children."""
+        stack = [self.root]
+        while stack:
+            node = stack.pop()
+            yield node
+            if isinstance(node, BranchNode):
+                stack.extend(c for c in reversed(node.children) if c is not None)
+
+    def fullness(self) -> float:
+        """Fraction of the clip bounds' voxels that are stored densely."""
+        stored = sum(data.size for data in self._dense.values())
+        return stored / math.prod(self.shape)
+
+    def nbytes(self) -> int:
+        """Bytes held by dense leaves."""
+        return sum(data.nbytes for data in self._dense.values())
+
+    def map_copy(
+        self,
+        dtype,
+        leaf_map: Callable[[np.ndarray], np.ndarray],
+        uniform_map: Callable[[object], object],
+    ) -> OctreeVolume:
+        """Return a copy with ``leaf_map`` applied to dense leaves and ``uniform_map`` to uniform values.
+
+        The copy has the same tree: uniform nodes stay uniform. Nodes not yet
+        populated stay lazy, with a populator that applies ``leaf_map`` to
+        this volume's populator.
+
+        Parameters
+        ----------
+        dtype : dtype-like
+            Data type of the copy.
+        leaf_map : callable
+            ``ndarray -> ndarray`` of the same shape, for dense leaf data.
+        uniform_map : callable
+            ``scalar -> scalar``, for uniform node values and the fill value.
+        """
+        populator = None
+        if self.populator is not None:
+            source = self.populator
+
+            def populator(bounds):
+                return leaf_map(np.asarray(source(bounds), dtype=self.dtype))
+
+        copy = OctreeVolume(self.leaf_shape, self.bounds, dtype, populator=populator,
+                            fill_value=uniform_map(self.fill_value))
+        copy._leaves.clear()
+        copy._dense.clear()
+
+        def clone(node, parent):
+            if node is None:
+                return None
+            if isinstance(node, BranchNode):
+                new = BranchNode(parent, node.slot, node.level, node.start, node.stop)
+                new.children = [clone(c, new) for c in node.children]
+                return new
+            if isinstance(node, LeafNode):
+                data = np.asarray(leaf_map(node.data), dtype=copy.dtype)
+                if data.shape != node.shape:
+                    raise ValueError(f"leaf_map changed a leaf's shape from {node.shape} "
+                                     f"to {data.shape}")
+                return copy._make_node(LeafNode, parent, node.slot, node.level, node.start,
+                                       data=np.array(data, copy=True))
+            if isinstance(node, UniformNode):
+                return copy._make_node(type(node), parent, node.slot, node.level, node.start,
+                                       value=copy.dtype.type(uniform_map(node.value)))
+            return copy._make_node(_UnpopulatedNode, parent, node.slot, node.level, node.start)
+
+        copy.root = clone(self.root, None)
+        return copy
+
+    def __array__(self, dtype=None, copy=None):
+        """Dense copy of the whole bounds (only sensible for small bounds)."""
+        out = self._get_box(self._start, self._stop)
+        return out if dtype is None else out.astype(dtype)
+
+    def get_volume(self) -> OctreeView:
+        """A 0-based, numpy-like view of the whole bounds (reads and writes go to this tree)."""
+        return OctreeView(self)
