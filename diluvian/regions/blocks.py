@@ -1,0 +1,108 @@
+"""Pure numpy helpers of the fill: voxel boxes, padded block reads and move-check faces.
+
+Boxes are ``(lo, hi)`` Z, Y, X voxel corners (``hi`` exclusive) given as
+sequences of Python ints; volumes are anything sliceable by three slices
+(numpy arrays, h5py datasets, octree volumes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..util import to_float_image
+
+__all__ = [
+    "MOVES",
+    "box_slices",
+    "clip_box",
+    "face_maxima",
+    "move_check_faces",
+    "read_image_block",
+    "read_mask_block",
+]
+
+#: Unit moves (Z, Y, X) in the order move checks report them: +Z, -Z, +Y, -Y, +X, -X.
+MOVES = ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1))
+
+
+def box_slices(lo: Sequence[int], hi: Sequence[int]) -> tuple[slice, slice, slice]:
+    """The three slices of the box ``[lo, hi)``."""
+    return (slice(lo[0], hi[0]), slice(lo[1], hi[1]), slice(lo[2], hi[2]))
+
+
+def clip_box(lo, hi, shape) -> tuple[list[int], list[int], bool]:
+    """Clip ``[lo, hi)`` to a volume of ``shape``; also say whether it was inside already."""
+    inside = (lo[0] >= 0 and lo[1] >= 0 and lo[2] >= 0 and hi[0] <= shape[0]
+              and hi[1] <= shape[1] and hi[2] <= shape[2])
+    if inside:
+        return list(lo), list(hi), True
+    return [max(a, 0) for a in lo], [min(b, n) for b, n in zip(hi, shape)], False
+
+
+def read_image_block(image, lo, hi, padding: str = "reflect") -> np.ndarray:
+    """Float32 image in ``[lo, hi)``, padded (``'reflect'`` or ``'constant'``) past the edge."""
+    clo, chi, inside = clip_box(lo, hi, image.shape)
+    block = to_float_image(image[box_slices(clo, chi)])
+    if inside:
+        return block
+    pad = [(a - b, c - d) for a, b, c, d in zip(clo, lo, hi, chi)]
+    return np.pad(block, pad, mode=padding)
+
+
+def read_mask_block(mask, lo, hi, unset: float) -> np.ndarray:
+    """Float32 mask in ``[lo, hi)`` with NaN (unset) voxels and voxels past the edge as ``unset``."""
+    clo, chi, inside = clip_box(lo, hi, mask.shape)
+    if inside:
+        block = np.asarray(mask[box_slices(lo, hi)])
+        return np.where(np.isnan(block), np.float32(unset), block)
+    out = np.full([b - a for a, b in zip(lo, hi)], unset, dtype=np.float32)
+    if all(b > a for a, b in zip(clo, chi)):
+        block = np.asarray(mask[box_slices(clo, chi)])
+        dst = box_slices([c - a for c, a in zip(clo, lo)], [c - a for c, a in zip(chi, lo)])
+        out[dst] = np.where(np.isnan(block), np.float32(unset), block)
+    return out
+
+
+def move_check_faces(shape, centre, move_step, thickness: int = 1) -> list[tuple[slice, ...]]:
+    """Slices of the six move-check faces of a block, in :data:`MOVES` order.
+
+    The face for a move along +axis lies at ``centre + move_step`` along
+    that axis, spans ``centre ± move_step`` along the other two, and is
+    thickened outward (away from the centre) by ``thickness - 1`` voxels.
+    Faces are clamped into the block so none comes out empty.
+
+    Examples
+    --------
+    >>> move_check_faces((7, 7, 7), (3, 3, 3), (2, 2, 2))[0]
+    (slice(5, 6, None), slice(1, 6, None), slice(1, 6, None))
+    """
+    t = int(thickness) - 1
+    faces = []
+    for move in MOVES:
+        sl = []
+        for axis in range(3):
+            c, s, n = int(centre[axis]), int(move_step[axis]), int(shape[axis])
+            if move[axis] > 0:
+                lo, hi = c + s, c + s + t + 1
+            elif move[axis] < 0:
+                lo, hi = c - s - t, c - s + 1
+            else:
+                lo, hi = c - s, c + s + 1
+            lo = min(max(lo, 0), n - 1)
+            hi = max(min(hi, n), lo + 1)
+            sl.append(slice(lo, hi))
+        faces.append(tuple(sl))
+    return faces
+
+
+def face_maxima(block: np.ndarray, faces, unset: float) -> list[float]:
+    """Maximum of ``block`` on each face; NaN (unset) voxels count as ``unset``."""
+    values = []
+    for face in faces:
+        v = float(block[face].max())
+        if v != v:
+            v = float(np.max(np.nan_to_num(block[face], nan=unset)))
+        values.append(v)
+    return values

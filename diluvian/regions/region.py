@@ -1,0 +1,623 @@
+"""The :class:`Region`: one object being flood filled from a seed.
+
+Coordinates are voxel indices Z, Y, X in the image volume. FOV centres lie
+on the *move lattice*: ``vox = seed_vox + pos * move_step`` for integer
+lattice positions ``pos`` (the seed is position ``(0, 0, 0)``).
+
+A block of shape ``S`` centred on ``vox`` starts at
+``vox - input_fov_shape // 2 + (input_fov_shape - S) // 2`` (for ``S`` no
+larger than the input FOV), which is where a network that centre-crops its
+input FOV to its output FOV (extra voxel of an odd difference removed from
+the end) puts its output.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import numpy as np
+
+from ..util import DiluvianError
+from .blocks import (
+    MOVES,
+    box_slices,
+    clip_box,
+    face_maxima,
+    move_check_faces,
+    read_image_block,
+    read_mask_block,
+)
+from .engine import FovRequest, iter_fill_regions
+
+__all__ = ["Region"]
+
+_MOVE_ARRAYS = tuple(np.array(m, dtype=np.int64) for m in MOVES)
+_SEED_POS = (0, 0, 0)
+
+
+class _MoveDelta:
+    """``Region.MOVE_DELTA``: the move step of the default config on the class, own step on instances."""
+
+    def __get__(self, obj, objtype=None) -> np.ndarray:
+        if obj is None:
+            from ..config import CONFIG
+
+            return CONFIG.model.move_step.copy()
+        return obj.move_step.copy()
+
+
+class Region:
+    """A region being flood filled in an image volume from a seed voxel.
+
+    Parameters
+    ----------
+    image : array-like
+        Image volume, Z, Y, X: a numpy array, an h5py dataset or any lazy
+        view with ``shape``, ``dtype`` and slicing by three slices. Blocks
+        are converted with :func:`diluvian.util.to_float_image`.
+    target : array-like of bool, optional
+        Ground truth mask of the seeded object, for
+        :meth:`prediction_metric`. A smaller target (as a
+        :class:`~diluvian.volumes.subvolume.Subvolume` label mask with a
+        margin) is centred in the image and padded with false.
+    seed_vox : sequence of int, optional
+        Seed voxel; defaults to the volume centre.
+    mask : array-like of float32, optional
+        Initial probability mask (NaN = unset), written to in place: a numpy
+        array, or a block-sparse volume with numpy-style slicing when
+        ``sparse_mask`` is true. Defaults to an empty (all-unset) mask.
+    sparse_mask : bool
+        Keep the mask in a :class:`diluvian.octrees.OctreeVolume`, so a
+        large volume costs memory only where filled.
+    block_padding : {'reflect', 'constant'}, optional
+        How image blocks reaching past the volume edge are padded
+        (default ``'reflect'``); mask blocks are padded with ``v_false``.
+    model_config : diluvian.config.ModelConfig, optional
+        FOV shapes, move step, thresholds and move policy; defaults to
+        ``diluvian.config.CONFIG.model``.
+    rng : numpy.random.Generator, optional
+        Random stream for ``move_priority = 'random'``; defaults to a fixed
+        stream so fills are reproducible.
+
+    Attributes
+    ----------
+    mask : ndarray or OctreeVolume
+        Probability mask, float32, NaN where never predicted.
+    seed_vox : ndarray of int
+        Seed voxel.
+    move_step : ndarray of int
+        Lattice step in voxels (also ``MOVE_DELTA``).
+    num_moves : int
+        Predictions applied so far.
+    num_skipped : int
+        Dequeued moves skipped by the recheck.
+    stopped, early_termination : bool
+        Whether filling was stopped (by ``max_moves`` or a callback), and
+        whether moves were still queued when it was.
+    """
+
+    #: Move step in voxels: ``output_fov_shape // output_fov_move_fraction``
+    #: of this region's model config (of ``CONFIG.model`` on the class).
+    MOVE_DELTA = _MoveDelta()
+
+    def __init__(
+        self,
+        image,
+        target=None,
+        seed_vox=None,
+        mask=None,
+        sparse_mask: bool = False,
+        block_padding: str | None = None,
+        *,
+        model_config=None,
+        rng: np.random.Generator | None = None,
+    ):
+        if model_config is None:
+            from ..config import CONFIG
+
+            model_config = CONFIG.model
+        self.model_config = model_config
+        shape = tuple(int(s) for s in image.shape)
+        if len(shape) != 3:
+            raise DiluvianError(f"region image must be 3D (Z, Y, X), got shape {list(shape)}")
+        self.image = image
+        self.shape = shape
+        self.input_fov_shape = tuple(int(s) for s in model_config.input_fov_shape)
+        self.output_fov_shape = tuple(int(s) for s in model_config.output_fov_shape)
+        self.move_step = np.asarray(model_config.move_step, dtype=np.int64).copy()
+        self._step = tuple(int(s) for s in self.move_step)
+        self.v_true = float(model_config.v_true)
+        self.v_false = float(model_config.v_false)
+        self.t_move = float(model_config.t_move)
+        self.t_final = float(model_config.t_final_value)
+        self.move_check_thickness = int(model_config.move_check_thickness)
+        self.move_priority = str(model_config.move_priority)
+        if self.move_priority not in ("descending", "proximity", "random"):
+            raise DiluvianError(
+                f"move_priority = {self.move_priority!r} is invalid: expected 'descending', "
+                "'proximity' or 'random'")
+        self.move_recheck = bool(model_config.move_recheck)
+        self.block_padding = "reflect" if block_padding is None else block_padding
+        if self.block_padding not in ("reflect", "constant"):
+            raise DiluvianError(
+                f"block_padding = {block_padding!r} is invalid: expected 'reflect' or 'constant'")
+        self.rng = rng if rng is not None else np.random.default_rng(0)
+
+        seed = np.array(shape) // 2 if seed_vox is None else np.asarray(seed_vox)
+        seed = seed.astype(np.int64).reshape(3)
+        if np.any(seed < 0) or np.any(seed >= shape):
+            raise DiluvianError(
+                f"seed voxel {seed.tolist()} lies outside the volume of shape {list(shape)}")
+        self.seed_vox = seed
+        self._seed = tuple(int(s) for s in seed)
+
+        self.target = None if target is None else self._fit_target(target)
+
+        self.sparse_mask = bool(sparse_mask)
+        if mask is None:
+            self.mask = self._empty_mask()
+            self._bbox_lo = list(self._seed)
+            self._bbox_hi = [s + 1 for s in self._seed]
+        else:
+            if tuple(int(s) for s in mask.shape) != shape:
+                raise DiluvianError(
+                    f"region mask shape {list(mask.shape)} differs from image shape {list(shape)}")
+            if not self.sparse_mask:
+                mask = np.asarray(mask)
+                if mask.dtype != np.float32:
+                    mask = mask.astype(np.float32)
+            self.mask = mask
+            self._bbox_lo = [0, 0, 0]
+            self._bbox_hi = list(shape)
+        seed_sl = box_slices(self._seed, [s + 1 for s in self._seed])
+        self.mask[seed_sl] = np.full((1, 1, 1), self.v_true, dtype=np.float32)
+
+        # Geometry precomputed once, as Python ints.
+        self._in_half = tuple(s // 2 for s in self.input_fov_shape)
+        self._face_cache: dict[tuple[int, ...], list[tuple[slice, ...]]] = {}
+
+        # Move queue: heap of (key, insertion counter, lattice position).
+        self._queue: list[tuple[float, int, tuple[int, int, int]]] = [(-math.inf, 0, _SEED_POS)]
+        self._counter = 1
+        self._queued: set[tuple[int, int, int]] = {_SEED_POS}
+        self._visited: set[tuple[int, int, int]] = set()
+        self._in_flight = 0
+        self.num_moves = 0
+        self.num_skipped = 0
+        self.stopped = False
+        self.early_termination = False
+        self.last_center_vox: tuple[int, int, int] | None = None
+
+    # ------------------------------------------------------------------
+    # Construction helpers
+    # ------------------------------------------------------------------
+
+    def _fit_target(self, target):
+        tshape = tuple(int(s) for s in target.shape)
+        if tshape == self.shape:
+            return target
+        if len(tshape) != 3 or any(t > s for t, s in zip(tshape, self.shape)):
+            raise DiluvianError(
+                f"region target shape {list(tshape)} does not fit image shape {list(self.shape)}")
+        margin = [(s - t) // 2 for s, t in zip(self.shape, tshape)]
+        out = np.zeros(self.shape, dtype=bool)
+        out[box_slices(margin, [m + t for m, t in zip(margin, tshape)])] = np.asarray(target, bool)
+        return out
+
+    def _empty_mask(self):
+        if not self.sparse_mask:
+            return np.full(self.shape, np.nan, dtype=np.float32)
+        from ..octrees import OctreeVolume
+
+        leaf_shape = np.maximum(np.asarray(self.input_fov_shape), 16)
+        bounds = (np.zeros(3, dtype=np.int64), np.asarray(self.shape, dtype=np.int64))
+        return OctreeVolume(leaf_shape, bounds, np.float32, fill_value=np.nan)
+
+    @classmethod
+    def from_subvolume(cls, subvolume, **kwargs) -> Region:
+        """Region of a :class:`~diluvian.volumes.subvolume.Subvolume`: its image, label mask as target and seed."""
+        return cls(subvolume.image, target=subvolume.label_mask, seed_vox=subvolume.seed, **kwargs)
+
+    @classmethod
+    def from_subvolume_generator(cls, generator: Iterable, **kwargs) -> Iterator[Region]:
+        """Lazily map :meth:`from_subvolume` over an iterable of subvolumes."""
+        return (cls.from_subvolume(s, **kwargs) for s in generator)
+
+    def unfilled_copy(self) -> Region:
+        """A new region with the same image, target, seed and settings and an empty mask."""
+        return type(self)(
+            self.image, target=self.target, seed_vox=self.seed_vox, sparse_mask=self.sparse_mask,
+            block_padding=self.block_padding, model_config=self.model_config, rng=self.rng)
+
+    def __repr__(self) -> str:
+        return (f"Region(shape={list(self.shape)}, seed_vox={self.seed_vox.tolist()}, "
+                f"moves={self.num_moves}, queued={len(self._queue)})")
+
+    # ------------------------------------------------------------------
+    # Geometry
+    # ------------------------------------------------------------------
+
+    def vox_to_pos(self, vox) -> np.ndarray:
+        """Move lattice position of a voxel on the lattice (``(vox - seed) // move_step``)."""
+        return (np.asarray(vox, dtype=np.int64) - self.seed_vox) // self.move_step
+
+    def pos_to_vox(self, pos) -> np.ndarray:
+        """Voxel of a move lattice position (``seed + pos * move_step``)."""
+        return self.seed_vox + np.asarray(pos, dtype=np.int64) * self.move_step
+
+    def pos_in_bounds(self, pos) -> bool:
+        """Whether the FOV centre of a lattice position lies inside the volume."""
+        return all(0 <= s + int(p) * d < n
+                   for s, p, d, n in zip(self._seed, pos, self._step, self.shape))
+
+    def _block_start(self, shape) -> tuple[int, ...]:
+        """Offset of a block of ``shape`` from its centre voxel (negative or zero)."""
+        return tuple(-(h - (i - s) // 2) if s <= i else -(s // 2)
+                     for h, i, s in zip(self._in_half, self.input_fov_shape, shape))
+
+    def get_block_bounds(self, vox, shape, offset=None) -> tuple[np.ndarray, np.ndarray]:
+        """Voxel bounds ``(start, stop)`` of a block of ``shape`` centred on ``vox``.
+
+        Parameters
+        ----------
+        vox : sequence of int
+            Centre voxel.
+        shape : sequence of int
+            Block shape.
+        offset : sequence of int, optional
+            Added to both bounds (e.g. to move into another frame).
+        """
+        shape = tuple(int(s) for s in shape)
+        start = np.asarray(vox, dtype=np.int64) + np.array(self._block_start(shape))
+        if offset is not None:
+            start = start + np.asarray(offset, dtype=np.int64)
+        return start, start + np.array(shape)
+
+    def _faces(self, shape) -> list[tuple[slice, ...]]:
+        """The six move-check face slices of a block of ``shape`` (cached)."""
+        shape = tuple(int(s) for s in shape)
+        faces = self._face_cache.get(shape)
+        if faces is not None:
+            return faces
+        centre = [-o for o in self._block_start(shape)]
+        faces = move_check_faces(shape, centre, self._step, self.move_check_thickness)
+        self._face_cache[shape] = faces
+        return faces
+
+    # ------------------------------------------------------------------
+    # Mask access
+    # ------------------------------------------------------------------
+
+    @property
+    def mask_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(start, stop)`` voxel box holding every mask value written so far."""
+        return np.array(self._bbox_lo), np.array(self._bbox_hi)
+
+    def add_mask(self, mask_block, vox, bias: bool = True) -> np.ndarray:
+        """Write a predicted mask block centred on ``vox`` into the region mask.
+
+        With the anti-merge ``bias`` a voxel that is at most 0.5 can only
+        decrease: the prediction is written where the voxel is unset, above
+        0.5, or where the prediction is lower. Without it the prediction
+        overwrites the mask. Parts of the block past the volume edge are
+        dropped.
+
+        Returns
+        -------
+        ndarray of float32
+            The block's mask values after the update (``v_false`` past the
+            volume edge).
+        """
+        mask_block = np.asarray(mask_block, dtype=np.float32)
+        shape = mask_block.shape
+        lo = [int(v) + o for v, o in zip(vox, self._block_start(shape))]
+        hi = [a + s for a, s in zip(lo, shape)]
+        clo, chi, inside = clip_box(lo, hi, self.shape)
+        if inside:
+            dst, src = box_slices(lo, hi), (slice(None),) * 3
+        else:
+            if any(b <= a for a, b in zip(clo, chi)):
+                return np.full(shape, self.v_false, dtype=np.float32)
+            dst = box_slices(clo, chi)
+            src = box_slices([c - a for c, a in zip(clo, lo)], [c - a for c, a in zip(chi, lo)])
+        new = mask_block[src]
+        if bias:
+            # A view of a dense mask is updated in place; a sparse block is a copy.
+            dense = isinstance(self.mask, np.ndarray)
+            current = self.mask[dst] if dense else np.array(self.mask[dst], dtype=np.float32)
+            # Write where unset or above 0.5 (NaN fails ``<= 0.5``), or lower.
+            write = ~(current <= 0.5)
+            write |= new < current
+            np.copyto(current, new, where=write)
+            new = current
+            if not dense:
+                self.mask[dst] = new
+        else:
+            self.mask[dst] = new
+        for a in range(3):
+            if clo[a] < self._bbox_lo[a]:
+                self._bbox_lo[a] = clo[a]
+            if chi[a] > self._bbox_hi[a]:
+                self._bbox_hi[a] = chi[a]
+        if inside:
+            return new
+        out = np.full(shape, self.v_false, dtype=np.float32)
+        out[src] = new
+        return out
+
+    # ------------------------------------------------------------------
+    # Moves
+    # ------------------------------------------------------------------
+
+    def _face_maxima(self, mask_block: np.ndarray) -> list[float]:
+        return face_maxima(mask_block, self._faces(mask_block.shape), self.v_false)
+
+    def get_moves(self, mask_block) -> list[dict[str, Any]]:
+        """Maximum probability on each of the six move-check faces of a block.
+
+        The block is centred on an FOV centre. The face for a move along
+        +axis lies at ``+move_step`` from the centre along that axis, spans
+        ``±move_step`` along the other two, and is thickened outward by
+        ``move_check_thickness - 1`` voxels (faces are clamped into the
+        block). A move is queued when its ``v`` is at least ``t_move``.
+
+        Returns
+        -------
+        list of dict
+            ``{'move': unit vector (ndarray), 'v': float}`` for +Z, -Z, +Y,
+            -Y, +X, -X.
+        """
+        values = self._face_maxima(np.asarray(mask_block, dtype=np.float32))
+        return [{"move": m.copy(), "v": v} for m, v in zip(_MOVE_ARRAYS, values)]
+
+    def check_move_neighborhood(self, mask_block) -> bool:
+        """Whether any voxel within one move step of the block's centre is at least ``t_move``."""
+        mask_block = np.asarray(mask_block)
+        centre = [-o for o in self._block_start(mask_block.shape)]
+        lo = [max(c - s, 0) for c, s in zip(centre, self._step)]
+        hi = [c + s + 1 for c, s in zip(centre, self._step)]
+        return bool(np.any(mask_block[box_slices(lo, hi)] >= self.t_move))
+
+    def _recheck(self, vox) -> bool:
+        lo = [max(v - s, 0) for v, s in zip(vox, self._step)]
+        hi = [min(v + s + 1, n) for v, s, n in zip(vox, self._step, self.shape)]
+        return bool(np.any(np.asarray(self.mask[box_slices(lo, hi)]) >= self.t_move))
+
+    def _priority(self, pos, v: float) -> float:
+        if self.move_priority == "descending":
+            return -v
+        if self.move_priority == "proximity":
+            return -v / (abs(pos[0]) + abs(pos[1]) + abs(pos[2]))
+        return float(self.rng.random())
+
+    def _enqueue_moves(self, pos, values) -> None:
+        t_move = self.t_move
+        for move, v in zip(MOVES, values):
+            if not v >= t_move:
+                continue
+            new = (pos[0] + move[0], pos[1] + move[1], pos[2] + move[2])
+            if new in self._visited or new in self._queued or not self.pos_in_bounds(new):
+                continue
+            heapq.heappush(self._queue, (self._priority(new, v), self._counter, new))
+            self._counter += 1
+            self._queued.add(new)
+
+    @property
+    def queue_size(self) -> int:
+        """Moves queued (some may still be skipped by the recheck)."""
+        return len(self._queue)
+
+    def queued_moves(self) -> list[tuple[tuple[int, int, int], float]]:
+        """Queued ``(position, priority key)`` pairs in the order they will be dequeued.
+
+        Lower keys come first (``-v`` for ``'descending'``, ``-v / L1`` for
+        ``'proximity'``, a uniform draw for ``'random'``); ties keep
+        insertion order.
+        """
+        return [(pos, key) for key, _, pos in sorted(self._queue)]
+
+    @property
+    def visited(self) -> set[tuple[int, int, int]]:
+        """Lattice positions predicted (or handed out for prediction) so far."""
+        return set(self._visited)
+
+    @property
+    def done(self) -> bool:
+        """Whether no more moves will be handed out and none are waiting for a prediction."""
+        return self._in_flight == 0 and (self.stopped or not self._queue)
+
+    def stop(self) -> None:
+        """Stop filling: no further moves are handed out."""
+        if not self.stopped:
+            self.stopped = True
+            self.early_termination = bool(self._queue)
+
+    # ------------------------------------------------------------------
+    # Step API
+    # ------------------------------------------------------------------
+
+    def next_requests(self, max_n: int = 1) -> list[FovRequest]:
+        """Dequeue up to ``max_n`` moves and return their FOV requests.
+
+        Moves already visited are dropped; with ``move_recheck`` a move whose
+        cube of one move step around its centre has no voxel at least
+        ``t_move`` is skipped (it may be queued again later). Returned
+        positions count as visited. An empty list means the region is done.
+        """
+        out: list[FovRequest] = []
+        if self.stopped:
+            return out
+        queue, in_shape, half = self._queue, self.input_fov_shape, self._in_half
+        while len(out) < max_n and queue:
+            _, _, pos = heapq.heappop(queue)
+            self._queued.discard(pos)
+            if pos in self._visited:
+                continue
+            vox = tuple(s + p * d for s, p, d in zip(self._seed, pos, self._step))
+            if self.move_recheck and pos != _SEED_POS and not self._recheck(vox):
+                self.num_skipped += 1
+                continue
+            self._visited.add(pos)
+            lo = [v - h for v, h in zip(vox, half)]
+            hi = [a + s for a, s in zip(lo, in_shape)]
+            out.append(FovRequest(self, pos, vox,
+                                  read_image_block(self.image, lo, hi, self.block_padding),
+                                  read_mask_block(self.mask, lo, hi, self.v_false)))
+        self._in_flight += len(out)
+        return out
+
+    def get_next_block(self) -> FovRequest | None:
+        """The next FOV request (see :meth:`next_requests`), or ``None`` when done."""
+        requests = self.next_requests(1)
+        return requests[0] if requests else None
+
+    def apply(self, request: FovRequest, prediction, *, bias: bool = True,
+              remask_interval: int | None = None) -> None:
+        """Apply a prediction for a request: bias update, move checks, queueing.
+
+        Parameters
+        ----------
+        request : FovRequest
+            A request this region handed out.
+        prediction : ndarray
+            Output FOV probabilities, ``output_fov_shape``.
+        bias : bool
+            Anti-merge bias update (see :meth:`add_mask`).
+        remask_interval : int, optional
+            Call :meth:`remask` whenever the move count reaches a multiple
+            of this.
+        """
+        if request.region is not self:
+            raise ValueError("request belongs to another region")
+        updated = self.add_mask(prediction, request.center_vox, bias=bias)
+        self._enqueue_moves(request.position, self._face_maxima(updated))
+        self._in_flight -= 1
+        self.num_moves += 1
+        self.last_center_vox = request.center_vox
+        if remask_interval and self.num_moves % remask_interval == 0:
+            self.remask()
+
+    # ------------------------------------------------------------------
+    # Filling
+    # ------------------------------------------------------------------
+
+    def fill(
+        self,
+        model,
+        progress: bool = False,
+        move_batch_size: int = 1,
+        max_moves: int | None = None,
+        stopping_callback: Callable[[Region], bool] | None = None,
+        remask_interval: int | None = None,
+        bias: bool = True,
+    ) -> None:
+        """Flood fill this region with a model until no moves remain.
+
+        Parameters
+        ----------
+        model : keras.Model or callable
+            Anything with ``predict_on_batch`` (inputs
+            ``[images[..., None], masks[..., None]]``), or
+            ``predictor(images, masks) -> probs``; see
+            :func:`diluvian.regions.as_predictor`.
+        progress : bool
+            Show a progress bar of moves.
+        move_batch_size : int
+            Queued moves predicted in one model call (applied in order).
+        max_moves : int, optional
+            Stop after this many moves (``early_termination`` tells whether
+            moves were left).
+        stopping_callback : callable, optional
+            ``stopping_callback(region) -> bool`` after each model call;
+            true stops filling.
+        remask_interval : int, optional
+            Every this many moves, keep only the seeded connected component
+            (:meth:`remask`).
+        bias : bool
+            Anti-merge bias update; false overwrites the mask.
+        """
+        for _ in iter_fill_regions(
+                [self], model, batch_size=move_batch_size, moves_per_region=move_batch_size,
+                progress=progress, max_moves=max_moves, stopping_callback=stopping_callback,
+                remask_interval=remask_interval, bias=bias):
+            pass
+
+    def fill_animation(self, filename, model, **kwargs) -> None:
+        """Fill with ``model`` and write an animation of the fill; see :func:`diluvian.regions.animation.fill_animation`."""
+        from .animation import fill_animation
+
+        fill_animation(self, filename, model, **kwargs)
+
+    # ------------------------------------------------------------------
+    # Results
+    # ------------------------------------------------------------------
+
+    def remask(self) -> bool:
+        """Keep only the seeded connected component of ``mask >= t_move``.
+
+        Every voxel outside that component is clipped to just below
+        ``min(t_move, t_final)``, so it neither queues moves nor belongs to
+        the final body. Unset voxels stay unset.
+
+        Returns
+        -------
+        bool
+            False (and nothing changed) if the seed voxel is below ``t_move``.
+        """
+        from scipy import ndimage
+
+        sl = box_slices(self._bbox_lo, self._bbox_hi)
+        block = np.asarray(self.mask[sl])
+        binary = block >= self.t_move
+        seed = tuple(s - lo for s, lo in zip(self._seed, self._bbox_lo))
+        if not binary[seed]:
+            return False
+        labels, _ = ndimage.label(binary)
+        keep = labels == labels[seed]
+        clip = np.nextafter(np.float32(min(self.t_move, self.t_final)), np.float32(-np.inf))
+        self.mask[sl] = np.where(keep, block, np.minimum(block, clip))
+        return True
+
+    def get_mask_array(self) -> np.ndarray:
+        """The mask as a dense float32 volume (NaN = unset)."""
+        if not self.sparse_mask:
+            return np.asarray(self.mask)
+        out = np.full(self.shape, np.nan, dtype=np.float32)
+        sl = box_slices(self._bbox_lo, self._bbox_hi)
+        out[sl] = np.asarray(self.mask[sl])
+        return out
+
+    def get_final_mask(self) -> np.ndarray:
+        """Boolean volume of ``mask >= t_final``."""
+        out = np.zeros(self.shape, dtype=bool)
+        sl = box_slices(self._bbox_lo, self._bbox_hi)
+        out[sl] = np.asarray(self.mask[sl]) >= self.t_final
+        return out
+
+    def to_body(self):
+        """The filled object as a :class:`diluvian.postprocessing.Body` (``mask >= t_final``)."""
+        from ..postprocessing import Body
+
+        return Body(self.get_final_mask(), self.seed_vox.copy())
+
+    def prediction_metric(self, metric: Callable, threshold: bool = True, **kwargs):
+        """Score the mask against the target with ``metric(target, prediction, **kwargs)``.
+
+        Parameters
+        ----------
+        metric : callable
+            E.g. :func:`diluvian.util.binary_f_score`.
+        threshold : bool
+            Compare ``mask >= t_final`` with the boolean target; otherwise
+            the probabilities (unset as ``v_false``) with the target as float.
+        """
+        if self.target is None:
+            raise DiluvianError("region has no target to compute a prediction metric against")
+        target = np.asarray(self.target)
+        if threshold:
+            return metric(target.astype(bool), self.get_final_mask(), **kwargs)
+        probs = np.nan_to_num(self.get_mask_array(), nan=self.v_false)
+        return metric(target.astype(np.float32), probs, **kwargs)
