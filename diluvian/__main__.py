@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from .util import DiluvianError
@@ -484,6 +485,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``diluvian`` command; returns the exit status."""
     parser = _make_main_parser()
     args = parser.parse_args(argv)
+    if args.log_level != "DEBUG":
+        # Keep TensorFlow's C++ start-up chatter off the terminal unless debugging.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=getattr(logging, args.log_level),
                         format="%(levelname)s %(name)s: %(message)s")
     debug = args.log_level == "DEBUG"
