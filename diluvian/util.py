@@ -217,3 +217,13 @@ def to_float_image(image: np.ndarray) -> np.ndarray:
         info = np.iinfo(image.dtype)
         return (image.astype(np.float32) - info.min) / np.float32(info.max - info.min + 1)
     return image.astype(np.float32, copy=False)
+
+
+def __getattr__(name: str):
+    # ``diluvian.util.WrappedViewer`` lives in diluvian.viewer; import it (and
+    # neuroglancer) only when asked for.
+    if name == "WrappedViewer":
+        from .viewer import WrappedViewer
+
+        return WrappedViewer
+    raise AttributeError(f"module 'diluvian.util' has no attribute {name!r}")
