@@ -1,8 +1,58 @@
 """Volumes: image, label and mask data, views over them, and dataset files.
 
-(Being built: see issue 3.)
+- :class:`Volume` / :class:`NdarrayVolume`: data at a resolution, handing out
+  :class:`Subvolume` boxes; :class:`DimOrder` names the ZYX axes.
+- Lazy views that never copy their parent: :class:`VolumeView`,
+  :class:`PartitionedVolume`, :class:`DownsampledVolume`,
+  :class:`SparseWrappedVolume`.
+- Formats: :class:`HDF5Volume`, :class:`ZarrVolume`, :class:`N5Volume`,
+  :class:`ImageStackVolume` (slice folders and CATMAID tile stacks).
+- Dataset TOML files and the built-in synthetic EM dataset:
+  :func:`load_volumes`, :func:`partition_volumes`,
+  :func:`load_synthetic_volumes`; downloads into the cache:
+  :func:`download_file`, :func:`cache_dir`.
 """
 
+from .base import DimOrder, NdarrayVolume, Volume
+from .chunked import N5Volume, ZarrVolume, write_n5_dataset
+from .datasets import load_volumes, partition_volumes, volumes_from_toml
+from .download import cache_dir, download_file, file_md5
+from .hdf5 import HDF5Volume
+from .stacks import ImageStackVolume
 from .subvolume import Subvolume, SubvolumeBounds
+from .synthetic import (
+    DATASET_SEED,
+    SYNTHETIC_VOLUMES,
+    load_synthetic_volumes,
+    make_synthetic_volume,
+    synthetic_volume_files,
+)
+from .views import DownsampledVolume, PartitionedVolume, SparseWrappedVolume, VolumeView
 
-__all__ = ["Subvolume", "SubvolumeBounds"]
+__all__ = [
+    "DATASET_SEED",
+    "DimOrder",
+    "DownsampledVolume",
+    "HDF5Volume",
+    "ImageStackVolume",
+    "N5Volume",
+    "NdarrayVolume",
+    "PartitionedVolume",
+    "SYNTHETIC_VOLUMES",
+    "SparseWrappedVolume",
+    "Subvolume",
+    "SubvolumeBounds",
+    "Volume",
+    "VolumeView",
+    "ZarrVolume",
+    "cache_dir",
+    "download_file",
+    "file_md5",
+    "load_synthetic_volumes",
+    "load_volumes",
+    "make_synthetic_volume",
+    "partition_volumes",
+    "synthetic_volume_files",
+    "volumes_from_toml",
+    "write_n5_dataset",
+]
