@@ -1,0 +1,234 @@
+"""Dense filling benchmarks: overhead over the bare model, batching gain, FIB-25 quality.
+
+Run ``python benchmarks/bench_fill.py`` (about 2 minutes on 2 cores). It prints:
+
+(a) whole-fill overhead: wall time of :func:`diluvian.fill.fill_volume_with_model`
+    over the time of the bare ``model.predict_on_batch`` for the same number of
+    FOVs in the same batch sizes (aim: at most 1.05);
+(b) batching gain: wall time with ``move_batch_size`` 1 over 16, same seeds and
+    model;
+(c) with ``--fib25 CROP`` (edge in voxels, centred) or ``--fib25 half`` (z
+    125-250, as ``--partition-volumes`` fills): FIB-25 filled with Google's FFN
+    model, VOI split/merge and adapted Rand error (skimage.metrics, every voxel
+    counted) next to FFN's own published segmentation of the second Z half,
+    and for a 96^3 crop our network evaluations and time next to FFN's code on
+    2 cores.
+
+Parts (a) and (b) use the imported FFN model on a centred crop of FIB-25 when
+``../shared`` is there, else a tiny Keras model on a synthetic volume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("DILUVIAN_SHARED", ROOT.parent / "shared"))
+FIB25 = SHARED / "data" / "fib25" / "training_sample2.h5"
+CHECKPOINT = SHARED / "models" / "ffn_fib25" / "model.ckpt-27465036"
+
+#: Google FFN's published segmentation of FIB-25 z 125-250, all voxels counted.
+FFN_PUBLISHED = {"voi_split": 0.889, "voi_merge": 0.942, "arand": 0.103}
+#: FFN's own code on a 96^3 crop with these weights, 2 CPU cores.
+FFN_PEER_96 = {"objects": 63, "evaluations": 660, "seconds": 97.0}
+
+
+def ffn_model(workdir: Path):
+    from diluvian.config import Config
+    from diluvian.fill import load_fill_model
+    from diluvian.network import import_ffn_checkpoint
+
+    path = workdir / "ffn_fib25.keras"
+    if not path.exists():
+        import_ffn_checkpoint(CHECKPOINT, path)
+    config = Config([{"volume": {"resolution": [10, 10, 10]}}])
+    return load_fill_model(path, config), config
+
+
+def tiny_model():
+    """A one-layer model predicting 0.95 everywhere: every fill floods its FOVs."""
+    import keras
+
+    from diluvian.config import Config
+
+    config = Config([{"model": {"input_fov_shape": [17, 33, 33],
+                                "output_fov_shape": [17, 33, 33]}}])
+    fov = tuple(int(s) for s in config.model.input_fov_shape)
+    image = keras.Input((*fov, 1), name="image_input")
+    mask = keras.Input((*fov, 1), name="mask_input")
+    x = keras.layers.Concatenate()([image, mask])
+    for _ in range(3):
+        x = keras.layers.Conv3D(8, 3, padding="same", activation="relu")(x)
+    out = keras.layers.Conv3D(1, 1, activation="sigmoid", kernel_initializer="zeros",
+                              bias_initializer=keras.initializers.Constant(3.0),
+                              name="mask_output")(x)
+    return keras.Model([image, mask], out), config
+
+
+def fib25_crop(size: int | None, half: bool = False):
+    import h5py
+
+    with h5py.File(FIB25) as f:
+        raw = f["volumes/raw"]
+        if half:
+            sl = (slice(raw.shape[0] // 2, raw.shape[0]), slice(None), slice(None))
+        else:
+            lo = [(s - size) // 2 for s in raw.shape]
+            sl = tuple(slice(a, a + size) for a in lo)
+        return raw[sl], f["volumes/labels/neuron_ids"][sl]
+
+
+class Recorder:
+    """A predictor recording the batch sizes the fill asked for."""
+
+    def __init__(self, model):
+        from diluvian.regions import as_predictor
+
+        self.predict = as_predictor(model)
+        self.sizes: list[int] = []
+
+    def __call__(self, images, masks):
+        self.sizes.append(len(images))
+        return self.predict(images, masks)
+
+
+def warm_up(model, config, batch: int) -> None:
+    """Trace the model for every batch size up to ``batch`` (a one-off cost per process)."""
+    fov = tuple(int(s) for s in config.model.input_fov_shape)
+    for n in range(1, batch + 1):
+        x = np.zeros((n, *fov, 1), np.float32)
+        model.predict_on_batch([x, x])
+
+
+def bare_gain(model, config, batch: int, repeats: int = 2) -> float:
+    """Seconds per FOV of the bare model at batch 1 over at ``batch``."""
+    fov = tuple(int(s) for s in config.model.input_fov_shape)
+    per_fov = {}
+    for n in (1, batch):
+        x = [np.random.default_rng(0).random((n, *fov, 1), dtype=np.float32),
+             np.full((n, *fov, 1), 0.05, np.float32)]
+        start = time.perf_counter()
+        for _ in range(repeats * (batch // n)):
+            model.predict_on_batch(x)
+        per_fov[n] = (time.perf_counter() - start) / (repeats * batch)
+    return per_fov[1] / per_fov[batch]
+
+
+def fill_once(model, volume, config, batch: int, seeds=None, progress: bool = False):
+    from diluvian.fill import fill_volume_with_model
+
+    recorder = Recorder(model)
+    start = time.perf_counter()
+    labels, stats = fill_volume_with_model(recorder, volume, seeds=seeds, move_batch_size=batch,
+                                           progress=progress, config=config)
+    return labels, stats, time.perf_counter() - start, recorder.sizes
+
+
+def bare_model_seconds(model, config, sizes: list[int]) -> float:
+    fov = tuple(int(s) for s in config.model.input_fov_shape)
+    rng = np.random.default_rng(0)
+    inputs = {n: [rng.random((n, *fov, 1), dtype=np.float32),
+                  np.full((n, *fov, 1), 0.05, np.float32)] for n in set(sizes)}
+    for n in inputs:  # warm up each batch shape, as the fill's first calls did
+        model.predict_on_batch(inputs[n])
+    start = time.perf_counter()
+    for n in sizes:
+        model.predict_on_batch(inputs[n])
+    return time.perf_counter() - start
+
+
+def scores(truth, labels) -> dict[str, float]:
+    from skimage.metrics import adapted_rand_error, variation_of_information
+
+    split, merge = variation_of_information(truth, labels, ignore_labels=())
+    return {"voi_split": float(split), "voi_merge": float(merge),
+            "arand": float(adapted_rand_error(truth, labels, ignore_labels=())[0])}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--crop", type=int, default=40,
+                        help="Edge of the FIB-25 crop for (a) and (b) (default 40).")
+    parser.add_argument("--batch", type=int, default=16, help="Batched move_batch_size.")
+    parser.add_argument("--fib25", default=None,
+                        help="Also run (c): a crop edge in voxels (e.g. 96) or 'half'.")
+    parser.add_argument("--fib25-batch", type=int, default=1,
+                        help="move_batch_size for (c) (default 1: on a CPU batches gain nothing).")
+    parser.add_argument("--skip-ab", action="store_true", help="Run only (c).")
+    args = parser.parse_args(argv)
+
+    from diluvian.preprocessing import make_seeds
+    from diluvian.util import to_float_image
+    from diluvian.volumes.base import NdarrayVolume
+
+    have_shared = FIB25.exists() and Path(str(CHECKPOINT) + ".index").exists()
+    workdir = Path(tempfile.mkdtemp(prefix="bench_fill."))
+    if not args.skip_ab:
+        if have_shared:
+            model, config = ffn_model(workdir)
+            image, _ = fib25_crop(args.crop)
+            what = f"FFN model, FIB-25 {args.crop}^3 crop"
+            resolution = [10, 10, 10]
+        else:
+            from diluvian.volumes.synthetic import make_synthetic_volume
+
+            model, config = tiny_model()
+            image, _ = make_synthetic_volume(1, shape=(24, 64, 64))
+            what = "tiny model, synthetic 24x64x64"
+            resolution = [40, 16, 16]
+        volume = NdarrayVolume(resolution, image_data=image)
+        seeds = make_seeds("sobel", to_float_image(image), volume.resolution)
+        print(f"(a, b) {what}: {len(seeds)} seeds")
+        warm_up(model, config, args.batch)
+        _, stats_b, wall_b, sizes_b = fill_once(model, volume, config, args.batch, seeds)
+        bare = bare_model_seconds(model, config, sizes_b)
+        print(f"(a) overhead, batch {args.batch}: fill {wall_b:.2f} s for {stats_b.moves} FOVs "
+              f"in {len(sizes_b)} calls, bare model {bare:.2f} s -> ratio {wall_b / bare:.3f}; "
+              f"model calls inside the fill took {stats_b.predict_seconds:.2f} s -> ratio "
+              f"{wall_b / stats_b.predict_seconds:.3f}")
+        labels_1, stats_1, wall_1, sizes_1 = fill_once(model, volume, config, 1, seeds)
+        print(f"(b) batching: batch 1 {wall_1:.2f} s ({stats_1.moves} FOVs), batch {args.batch} "
+              f"{wall_b:.2f} s ({stats_b.moves} FOVs, mean batch "
+              f"{np.mean(sizes_b):.1f}) -> speed-up {wall_1 / wall_b:.2f}x; bare model "
+              f"per-FOV gain of batch {args.batch} over 1: {bare_gain(model, config, args.batch):.2f}x")
+
+    if args.fib25:
+        if not have_shared:
+            print("(c) skipped: ../shared is not available")
+            return 0
+        model, config = ffn_model(workdir)
+        half = args.fib25 == "half"
+        image, truth = fib25_crop(None if half else int(args.fib25), half=half)
+        volume = NdarrayVolume([10, 10, 10], image_data=image)
+        labels, stats, wall, sizes = fill_once(model, volume, config, args.fib25_batch,
+                                               progress=True)
+        s = scores(truth, labels)
+        where = "z 125-250" if half else f"centred {args.fib25}^3 crop"
+        print(f"(c) FIB-25 {where}: {stats.bodies} bodies, {stats.moves} network evaluations "
+              f"({stats.wasted_moves} wasted), {wall:.1f} s, "
+              f"{stats.labelled_voxels / labels.size:.1%} labelled")
+        print(f"    {'':14s}{'ours':>8s}{'FFN (z 125-250)':>18s}")
+        for key, name in (("voi_split", "VOI split"), ("voi_merge", "VOI merge"),
+                          ("arand", "adapted Rand")):
+            print(f"    {name:14s}{s[key]:8.3f}{FFN_PUBLISHED[key]:18.3f}")
+        if not half and int(args.fib25) == 96:
+            p = FFN_PEER_96
+            print(f"    96^3 peer (FFN code, 2 cores): {p['objects']} objects, "
+                  f"{p['evaluations']} evaluations, {p['seconds']:.0f} s; ours: "
+                  f"{stats.bodies} objects, {stats.moves} evaluations, {wall:.0f} s "
+                  f"(evaluations ratio {stats.moves / p['evaluations']:.2f}, "
+                  f"time ratio {wall / p['seconds']:.2f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""Blockwise dense filling on Dask distributed with global ID reconciliation.
+
+- :mod:`~diluvian.blockwise.layout`: block cores tiling the volume with
+  clipped overlap margins (:class:`BlockLayout`).
+- :mod:`~diluvian.blockwise.reconcile`: the overlap rule
+  (:func:`overlap_matches`), :class:`UnionFind`, :func:`consecutive_ids`.
+- :mod:`~diluvian.blockwise.run`: :func:`fill_volume_blockwise` (fill,
+  reconcile, relabel as Dask tasks over a resumable zarr store) and
+  :func:`dask_client`.
+- :mod:`~diluvian.blockwise.cli`: :func:`fill_volumes_blockwise`, the
+  blockwise ``diluvian fill``.
+
+Nothing here imports Dask, zarr or TensorFlow at import time.
+"""
+
+from .cli import fill_volumes_blockwise, store_path, write_store_hdf5
+from .layout import FORWARD_OFFSETS, Block, BlockLayout, box_intersection, box_slices
+from .reconcile import UnionFind, consecutive_ids, overlap_matches
+from .run import BlockwiseResult, dask_client, fill_volume_blockwise, read_labels
+
+__all__ = [
+    "FORWARD_OFFSETS",
+    "Block",
+    "BlockLayout",
+    "BlockwiseResult",
+    "UnionFind",
+    "box_intersection",
+    "box_slices",
+    "consecutive_ids",
+    "dask_client",
+    "fill_volume_blockwise",
+    "fill_volumes_blockwise",
+    "overlap_matches",
+    "read_labels",
+    "store_path",
+    "write_store_hdf5",
+]

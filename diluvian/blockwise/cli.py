@@ -1,0 +1,193 @@
+"""``diluvian fill`` in blockwise mode: one zarr store, HDF5 and dataset TOML per volume."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ..util import DiluvianError, atomic_output
+from .layout import BlockLayout, box_slices
+from .run import LABELS, dask_client, fill_volume_blockwise
+
+__all__ = ["fill_volumes_blockwise", "store_path", "write_store_hdf5"]
+
+logger = logging.getLogger(__name__)
+
+
+def store_path(filename: str, volume_name: str) -> Path:
+    """``OUT.zarr`` beside ``OUT.hdf5`` for a volume (``{volume}`` substituted)."""
+    return Path(str(filename).replace("{volume}", volume_name) + ".zarr")
+
+
+def write_store_hdf5(store, hdf5_path, toml_path, volume_name: str, image=None,
+                     background_label_id: int = 0) -> None:
+    """Copy a blockwise store's labels (and ``image``) to HDF5 + dataset TOML, block by block.
+
+    The layout is that of :func:`diluvian.fill.write_segmentation` (CREMI
+    paths, ``resolution`` attributes, TOML entry named
+    :func:`diluvian.fill.dataset_name` of the volume); memory stays bounded by
+    one block core.
+
+    Parameters
+    ----------
+    store : path-like
+        Blockwise zarr store.
+    hdf5_path, toml_path : path-like
+    volume_name : str
+    image : array-like, optional
+        The volume's image data, copied to ``volumes/raw``.
+    background_label_id : int
+        Written for label 0.
+    """
+    import h5py
+    import tomli_w
+    import zarr
+
+    from ..fill import dataset_name
+    from ..volumes.hdf5 import DATASET_PATHS
+
+    IMAGE_PATH, LABEL_PATH = DATASET_PATHS["image_data"], DATASET_PATHS["label_data"]  # noqa: N806
+
+    hdf5_path, toml_path = Path(hdf5_path), Path(toml_path)
+    labels = zarr.open_group(str(store), mode="r")[LABELS]
+    resolution = np.asarray(labels.attrs["resolution"], dtype=np.float64)
+    layout = BlockLayout(labels.shape, labels.chunks, (0, 0, 0))
+    chunks = tuple(min(s, c) for s, c in zip(labels.shape, (32, 64, 64)))
+    with atomic_output(hdf5_path, suffix=".hdf5") as tmp, h5py.File(tmp, "w") as f:
+        out = f.create_dataset(LABEL_PATH, shape=labels.shape, dtype=np.uint64, chunks=chunks,
+                               compression="gzip", compression_opts=1)
+        out.attrs["resolution"] = resolution
+        raw = None
+        if image is not None:
+            raw = f.create_dataset(IMAGE_PATH, shape=labels.shape, dtype=image.dtype,
+                                   chunks=chunks, compression="gzip", compression_opts=1)
+            raw.attrs["resolution"] = resolution
+        for block in layout:
+            sl = box_slices(block.core_lo, block.core_hi)
+            data = np.asarray(labels[sl])
+            if background_label_id != 0:
+                data[data == 0] = background_label_id
+            out[sl] = data
+            if raw is not None:
+                raw[sl] = np.asarray(image[sl])
+    try:
+        rel = hdf5_path.resolve().relative_to(toml_path.resolve().parent)
+    except ValueError:
+        rel = hdf5_path.resolve()
+    entry = {"name": dataset_name(volume_name), "hdf5_file": str(rel),
+             "label_dataset": LABEL_PATH,
+             "resolution": [int(v) if float(v).is_integer() else float(v) for v in resolution]}
+    if image is not None:
+        entry["image_dataset"] = IMAGE_PATH
+    with atomic_output(toml_path, suffix=".toml") as tmp:
+        tmp.write_text(tomli_w.dumps({"dataset": [entry]}))
+
+
+def fill_volumes_blockwise(
+    model_file,
+    volumes: dict,
+    filename: str,
+    resume_filename=None,
+    partition: bool = False,
+    viewer: bool = False,
+    seed_generator: str = "sobel",
+    background_label_id: int = 0,
+    bias: bool = True,
+    move_batch_size: int = 1,
+    max_moves: int | None = None,
+    max_bodies: int | None = None,
+    remask_interval: int | None = None,
+    shuffle_seeds: bool = True,
+    ignore_mask: bool = False,
+    reject_early_termination: bool = False,
+    checkpoint_interval: int | None = None,
+    block_shape=None,
+    block_overlap=None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    config=None,
+    progress: bool = True,
+    processes: bool = True,
+) -> dict:
+    """``diluvian fill`` with a block shape: fill each volume blockwise on Dask.
+
+    Takes the arguments of :func:`diluvian.fill.fill_volumes_with_model`.
+    Each volume gets ``OUT.zarr`` (the resumable blockwise store: rerunning
+    the same command continues it), ``OUT.hdf5`` and ``OUT.toml``. One Dask
+    client serves all volumes.
+
+    Returns
+    -------
+    dict
+        ``{volume name: FillStats}`` (summed over blocks; ``bodies`` is the
+        number of global objects).
+
+    Raises
+    ------
+    DiluvianError
+        For ``resume_filename`` or ``max_bodies`` (a blockwise fill resumes
+        from its store), and as :func:`fill_volume_blockwise`.
+    """
+    if config is None:
+        from ..config import CONFIG as config
+    config = copy.deepcopy(config)
+    if resume_filename is not None:
+        raise DiluvianError(f"--resume-file {resume_filename}: a blockwise fill resumes from its "
+                            "OUT.zarr store; run the same command again instead")
+    if max_bodies is not None:
+        raise DiluvianError(f"--max-bodies {max_bodies} is not available for blockwise filling")
+    if not volumes:
+        raise DiluvianError("no volumes to fill")
+    if len(volumes) > 1 and "{volume}" not in str(filename):
+        raise DiluvianError(f"output file {filename!r} must contain '{{volume}}' to fill "
+                            f"{len(volumes)} volumes")
+    if model_file is None:
+        raise DiluvianError("filling needs a trained model file (-m MODEL_FILE)")
+    from ..fill import segmentation_paths
+    from ..network import apply_model_settings, read_model_settings
+
+    apply_model_settings(config, read_model_settings(model_file), source=str(model_file))
+    downsample = config.explicitly_set("volume.resolution")
+    if partition:
+        from ..volumes import partition_volumes
+
+        volumes = partition_volumes(volumes, downsample=downsample, config=config)[1]
+    elif downsample:
+        volumes = {k: v.downsample(config.volume.resolution,
+                                   label_mode=config.volume.label_downsampling)
+                   for k, v in volumes.items()}
+    options = {"seed_generator": seed_generator, "shuffle_seeds": shuffle_seeds,
+               "ignore_mask": ignore_mask, "bias": bias, "move_batch_size": move_batch_size,
+               "max_moves": max_moves, "remask_interval": remask_interval,
+               "reject_early_termination": reject_early_termination}
+    all_stats = {}
+    with dask_client(scheduler, workers, processes=processes, progress=progress) as client:
+        for name, volume in volumes.items():
+            hdf5_path, toml_path = segmentation_paths(filename, name)
+            result = fill_volume_blockwise(
+                model_file, volume, store_path(filename, name), block_shape=block_shape,
+                block_overlap=block_overlap, client=client, fill_options=options,
+                seed_stream=(name,), progress=progress, config=config)
+            write_store_hdf5(result.store, hdf5_path, toml_path, name, volume.image_data,
+                             background_label_id=background_label_id)
+            stats = result.stats
+            stats.bodies = result.objects
+            all_stats[name] = stats
+            logger.info("%s: %d objects from %d blocks -> %s", name, result.objects,
+                        result.blocks, hdf5_path)
+            if viewer:
+                _show(name, volume, result.store)
+    return all_stats
+
+
+def _show(name, volume, store) -> None:
+    from ..viewer import WrappedViewer
+    from .run import read_labels
+
+    viewer = WrappedViewer(voxel_size=np.asarray(volume.resolution).tolist())
+    viewer.add(np.asarray(volume.image_data[...]), name=f"{name} image")
+    viewer.add(read_labels(store), name=f"{name} segmentation", kind="segmentation")
+    viewer.print_view_prompt()

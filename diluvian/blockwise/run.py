@@ -1,0 +1,531 @@
+"""Blockwise dense filling on Dask distributed, with a resumable zarr store.
+
+Three passes over the blocks of a :class:`~diluvian.blockwise.layout.BlockLayout`,
+each a set of Dask tasks that read and write only one block's worth of data:
+
+1. **fill**: each block's outer box (core + margin) is read from the volume
+   and densely filled with :func:`diluvian.fill.fill_volume_with_model`; its
+   labels, made globally unique as ``block_number << 32 | local_id``, are
+   written to the block's slot of the scratch array ``blocks``. The client
+   records the block in the store's attributes as soon as it lands, so a
+   rerun skips it; Dask ``retries`` redo a block whose worker died.
+2. **reconcile**: for each block and each forward 26-neighbour, the objects
+   of the two blocks in the intersection of their outer boxes are matched by
+   the overlap rule (:mod:`diluvian.blockwise.reconcile`); the client joins
+   the matches with union-find and numbers the objects present in some core
+   ``1..N`` (0 is background).
+3. **relabel**: each block core is mapped to global IDs and written to the
+   final ``labels`` array (chunk = block core, so writes never collide).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import os
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..util import DiluvianError, make_rng
+from .layout import BlockLayout, box_intersection, box_slices
+from .reconcile import consecutive_ids, overlap_matches
+
+__all__ = ["BlockwiseResult", "dask_client", "fill_volume_blockwise"]
+
+logger = logging.getLogger(__name__)
+
+#: Group attribute holding the blockwise fill state.
+STATE_ATTR = "diluvian_blockwise"
+LABELS = "labels"
+SCRATCH = "blocks"
+STORE_VERSION = 1
+#: Options of :func:`diluvian.fill.fill_volume_with_model` that may be given per fill.
+FILL_OPTIONS = ("seed_generator", "shuffle_seeds", "ignore_mask", "bias", "move_batch_size",
+                "max_moves", "remask_interval", "reject_early_termination")
+#: Settings that must match for a store to be resumed.
+_LAYOUT_KEYS = ("shape", "block_shape", "block_overlap")
+
+_MODELS: dict[tuple[str, str], Any] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+@dataclass
+class BlockwiseResult:
+    """Outcome of :func:`fill_volume_blockwise`.
+
+    Attributes
+    ----------
+    store : pathlib.Path
+        The zarr store (``labels``: global IDs; ``blocks``: per-block labels).
+    objects : int
+        Global objects (IDs ``1..objects``).
+    blocks : int
+        Blocks in the layout.
+    filled_blocks : int
+        Blocks filled in this call (the others were already finished).
+    merges : int
+        Matched object pairs across block overlaps.
+    stats : FillStats
+        Counters summed over all blocks (``bodies`` counts block-local bodies).
+    wall_seconds : float
+    """
+
+    store: Path
+    objects: int = 0
+    blocks: int = 0
+    filled_blocks: int = 0
+    merges: int = 0
+    stats: Any = None
+    wall_seconds: float = 0.0
+    block_stats: dict = field(default_factory=dict, repr=False)
+
+
+# --------------------------------------------------------------------------
+# Worker side
+# --------------------------------------------------------------------------
+
+
+def _worker_name() -> str:
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except (ImportError, ValueError):
+        return f"thread-{threading.get_ident()}"
+
+
+def _set_tf_threads(threads: int) -> None:
+    import tensorflow as tf
+
+    with contextlib.suppress(RuntimeError):  # already initialised in this process
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def worker_model(model, config, tf_threads: int | None = None):
+    """The model of a block task: loaded once per worker and model file, then cached.
+
+    ``model`` that is not a path (a predictor callable or a model object) is
+    returned as is.
+    """
+    if not isinstance(model, (str, os.PathLike)):
+        return model
+    key = (_worker_name(), str(model))
+    with _MODELS_LOCK:
+        if key not in _MODELS:
+            if tf_threads:
+                _set_tf_threads(tf_threads)
+            from ..network import load_model
+
+            _MODELS[key] = load_model(model, network_config=config.network)
+        return _MODELS[key]
+
+
+def _open(store, name: str, mode: str = "r+"):
+    import zarr
+
+    return zarr.open_group(str(store), mode=mode)[name]
+
+
+def fill_block(volume, store, layout: BlockLayout, index, model, fill_options: dict, config,
+               seed_stream: tuple = (), tf_threads: int | None = None) -> dict:
+    """Densely fill one block's outer box and write it to its scratch slot (a Dask task).
+
+    Returns the block's :class:`~diluvian.fill.FillStats` as a dict.
+    """
+    from ..fill import fill_volume_with_model
+    from ..volumes.base import NdarrayVolume
+
+    block = layout.block(index)
+    outer = box_slices(block.outer_lo, block.outer_hi)
+    image = np.asarray(volume.image_data[outer])
+    mask = None
+    if getattr(volume, "mask_data", None) is not None and not fill_options.get("ignore_mask"):
+        mask = np.asarray(volume.mask_data[outer]).astype(bool)
+    sub = NdarrayVolume(volume.resolution, image_data=image, mask_data=mask)
+    net = worker_model(model, config, tf_threads)
+    rng = make_rng(config.random_seed, "fill_seeds", *seed_stream, *block.index)
+    labels, stats = fill_volume_with_model(net, sub, rng=rng, background_label_id=0,
+                                           checkpoint_interval=0, progress=False, config=config,
+                                           **fill_options)
+    if labels.size and int(labels.max()) >= 1 << 32:
+        raise DiluvianError(f"block {list(block.index)} has over 2**32 bodies; use smaller "
+                            "[fill] block_shape")
+    slot = np.zeros(layout.slot_shape, dtype=np.uint64)
+    origin = np.asarray(block.core_lo) - np.asarray(layout.block_overlap)
+    inner = box_slices(np.asarray(block.outer_lo) - origin, np.asarray(block.outer_hi) - origin)
+    offset = np.uint64(layout.global_id_offset(block))
+    slot[inner] = np.where(labels != 0, labels.astype(np.uint64) | offset, np.uint64(0))
+    _open(store, SCRATCH)[layout.slot_slices(block)] = slot
+    return asdict(stats)
+
+
+def reconcile_block(store, layout: BlockLayout, index,
+                    threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """IDs in a block's core and its matches with its forward neighbours (a Dask task).
+
+    Returns
+    -------
+    ids : ndarray of uint64
+        Sorted nonzero IDs in the block core.
+    merges : ndarray of uint64, shape (M, 2)
+        Object pairs matched by :func:`~diluvian.blockwise.reconcile.overlap_matches`.
+    """
+    scratch = _open(store, SCRATCH, "r")
+    block = layout.block(index)
+    ids = np.unique(scratch[layout.scratch_box(block, block.core_lo, block.core_hi)])
+    merges: list[tuple[int, int]] = []
+    for other in layout.neighbours(block):
+        box = box_intersection(block.outer_lo, block.outer_hi, other.outer_lo, other.outer_hi)
+        if box is None:
+            continue
+        mine = scratch[layout.scratch_box(block, *box)]
+        theirs = scratch[layout.scratch_box(other, *box)]
+        merges.extend(overlap_matches(mine, theirs, threshold))
+    return ids[ids != 0], np.asarray(merges, dtype=np.uint64).reshape(-1, 2)
+
+
+def relabel_block(store, layout: BlockLayout, index, keys: np.ndarray,
+                  values: np.ndarray) -> None:
+    """Write a block core with global IDs into the ``labels`` array (a Dask task)."""
+    group_path = str(store)
+    block = layout.block(index)
+    core = _open(group_path, SCRATCH, "r")[layout.scratch_box(block, block.core_lo, block.core_hi)]
+    out = np.zeros(core.shape, dtype=np.uint64)
+    nz = core != 0
+    if nz.any():
+        out[nz] = values[np.searchsorted(keys, core[nz])]
+    _open(group_path, LABELS)[box_slices(block.core_lo, block.core_hi)] = out
+
+
+# --------------------------------------------------------------------------
+# Client side
+# --------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def dask_client(scheduler: str | None = None, workers: int | None = None,
+                processes: bool = True, progress: bool = True) -> Iterator[Any]:
+    """A Dask ``Client``: of the scheduler at ``scheduler``, or of a new ``LocalCluster``.
+
+    Parameters
+    ----------
+    scheduler : str, optional
+        ``tcp://HOST:PORT`` of a running scheduler (e.g. started by
+        dask-jobqueue on SLURM or dask-kubernetes); default: a ``LocalCluster``
+        on this machine, closed on exit.
+    workers : int, optional
+        LocalCluster worker processes (one thread each); default: CPU cores.
+    processes : bool
+        LocalCluster workers as processes (false: threads of this process).
+    progress : bool
+        Print the dashboard address.
+    """
+    from dask.distributed import Client, LocalCluster
+
+    cluster = None
+    if scheduler is not None:
+        try:
+            client = Client(scheduler, timeout="30s")
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise DiluvianError(f"cannot connect to the Dask scheduler {scheduler!r}: "
+                                f"{exc}") from None
+    else:
+        n = int(workers) if workers else (os.cpu_count() or 1)
+        if n < 1:
+            raise DiluvianError(f"--workers {n}: expected at least 1")
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=processes,
+                               dashboard_address=":0", silence_logs=logging.ERROR)
+        client = Client(cluster)
+    link = client.dashboard_link
+    logger.info("Dask dashboard: %s", link)
+    if progress:
+        print(f"Dask dashboard: {link}", file=sys.stderr)
+    try:
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _local_tf_threads(client) -> int | None:
+    """TensorFlow threads per worker: the machine's cores shared among local workers."""
+    cluster = getattr(client, "cluster", None)
+    if cluster is None:
+        return None
+    n = max(1, len(client.scheduler_info().get("workers", {})))
+    return max(1, (os.cpu_count() or 1) // n)
+
+
+def _store_settings(layout: BlockLayout, resolution, threshold: float, model,
+                    fill_options: dict, seed_stream, random_seed) -> dict:
+    return {
+        "version": STORE_VERSION,
+        "shape": list(layout.shape),
+        "block_shape": list(layout.block_shape),
+        "block_overlap": list(layout.block_overlap),
+        "resolution": np.asarray(resolution).tolist(),
+        "reconcile_threshold": float(threshold),
+        "model": str(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__,
+        "fill_options": {k: fill_options[k] for k in sorted(fill_options)},
+        "seed_stream": [str(s) for s in seed_stream],
+        "random_seed": random_seed,
+    }
+
+
+def _open_store(path: Path, layout: BlockLayout, settings: dict):
+    """Open (resume) or create the store; return ``(group, state)``."""
+    import zarr
+
+    if path.exists():
+        try:
+            group = zarr.open_group(str(path), mode="r+")
+            state = dict(group.attrs[STATE_ATTR])
+        except Exception as exc:  # zarr raises several types for a foreign store
+            raise DiluvianError(f"{path}: exists but is not a blockwise fill store ({exc}); "
+                                "remove it or choose another output") from None
+        old = state.get("settings", {})
+        for key, value in settings.items():
+            if key != "reconcile_threshold" and old.get(key) != value:
+                raise DiluvianError(f"{path}: was started with {key} = {old.get(key)!r}, not "
+                                    f"{value!r}; remove it or choose another output")
+        if old.get("reconcile_threshold") != settings["reconcile_threshold"]:
+            state["complete"] = False  # the fills stay valid; reconcile again
+        state["settings"] = settings
+        return group, state
+    group = zarr.open_group(str(path), mode="w")
+    labels = group.create_array(LABELS, shape=layout.shape, chunks=layout.block_shape,
+                                dtype="uint64", fill_value=0)
+    labels.attrs["resolution"] = settings["resolution"]
+    group.create_array(SCRATCH, shape=layout.scratch_shape, chunks=layout.slot_shape,
+                       dtype="uint64", fill_value=0)
+    state = {"settings": settings, "finished_blocks": [], "block_stats": {}, "complete": False,
+             "objects": 0, "merges": 0}
+    group.attrs[STATE_ATTR] = state
+    return group, state
+
+
+def _save_state(group, state: dict) -> None:
+    group.attrs[STATE_ATTR] = state
+
+
+def _sum_stats(block_stats: dict):
+    from ..fill import FillStats
+
+    total = FillStats()
+    names = {f.name for f in fields(FillStats)}
+    for s in block_stats.values():
+        for k, v in s.items():
+            if k in names and k != "complete":
+                setattr(total, k, getattr(total, k) + v)
+    total.complete = True
+    return total
+
+
+def _run(client, futures, desc: str, progress: bool, on_done=None) -> list:
+    """Wait for ``futures`` in completion order; cancel the rest on the first failure."""
+    from dask.distributed import as_completed
+    from tqdm.auto import tqdm
+
+    results = [None] * len(futures)
+    where = {f.key: i for i, f in enumerate(futures)}
+    with tqdm(total=len(futures), desc=desc, unit="block", disable=not progress,
+              dynamic_ncols=True) as bar:
+        try:
+            for fut in as_completed(futures):
+                i = where[fut.key]
+                results[i] = fut.result()
+                if on_done is not None:
+                    on_done(i, results[i])
+                bar.update(1)
+        except BaseException:
+            client.cancel(futures)
+            raise
+    return results
+
+
+def fill_volume_blockwise(
+    model,
+    volume,
+    output,
+    *,
+    block_shape=None,
+    block_overlap=None,
+    reconcile_threshold: float | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    processes: bool = True,
+    client=None,
+    retries: int = 2,
+    fill_options: dict | None = None,
+    seed_stream: tuple = (),
+    progress: bool = True,
+    config=None,
+) -> BlockwiseResult:
+    """Densely fill a volume block by block on Dask; reconcile IDs into one zarr label array.
+
+    Each block (core ``block_shape`` plus ``block_overlap`` on each side,
+    clipped to the volume) is filled independently by
+    :func:`diluvian.fill.fill_volume_with_model` on a worker, which reads only
+    that box of the volume. Objects of neighbouring blocks are merged when, in
+    the box where the two blocks' filled boxes intersect, the voxels they
+    share are at least ``reconcile_threshold`` of the smaller object's voxels
+    in that box (see :mod:`diluvian.blockwise.reconcile`); merges are
+    transitive. Final IDs are ``1..N`` (0 is background), numbered by each
+    object's first block.
+
+    Parameters
+    ----------
+    model : str, path-like, keras.Model or callable
+        A ``.keras`` model file (loaded once per worker; its settings are
+        applied to the configuration), or a model / predictor
+        ``predictor(images, masks) -> probs`` sent to the workers as is.
+    volume : diluvian.volumes.Volume
+        Volume with image data. It is sent to the workers once; file-backed
+        volumes (HDF5, zarr, N5, views of them) send only their file names
+        and each block task reads only its box.
+    output : str or path-like
+        Zarr store (folder) to create, or to resume when it exists.
+    block_shape, block_overlap : sequence of 3 int, optional
+        Core shape and margin (Z, Y, X voxels); default ``[fill]``
+        ``block_shape`` and ``block_overlap``.
+    reconcile_threshold : float, optional
+        Default ``[fill] reconcile_threshold``; in ``(0, 1]``.
+    scheduler : str, optional
+        ``tcp://HOST:PORT`` of a Dask scheduler; default a ``LocalCluster``
+        with ``workers`` workers (one thread each; default: CPU cores).
+    processes : bool
+        LocalCluster workers as processes (false: threads).
+    client : dask.distributed.Client, optional
+        Use this client instead (``scheduler``/``workers`` are then ignored).
+    retries : int
+        Dask retries of a failed block task (a worker dying loses only its block).
+    fill_options : dict, optional
+        Keyword arguments of :func:`~diluvian.fill.fill_volume_with_model`
+        among :data:`FILL_OPTIONS`.
+    seed_stream : tuple
+        Extra random stream keys (e.g. the volume name): each block shuffles
+        its seeds with ``make_rng(random_seed, 'fill_seeds', *seed_stream,
+        *block_index)``.
+    progress : bool
+        Progress bars and the dashboard address.
+    config : Config, optional
+        Defaults to :data:`diluvian.config.CONFIG`; not modified.
+
+    Returns
+    -------
+    BlockwiseResult
+
+    Raises
+    ------
+    DiluvianError
+        For bad block settings, unknown fill options, or an existing store
+        made with other settings.
+    """
+    if config is None:
+        from ..config import CONFIG as config
+    config = copy.deepcopy(config)
+    t_start = time.perf_counter()
+    fill_options = dict(fill_options or {})
+    unknown = sorted(set(fill_options) - set(FILL_OPTIONS))
+    if unknown:
+        raise DiluvianError(f"unknown blockwise fill option(s) {', '.join(unknown)}; expected "
+                            f"some of {', '.join(FILL_OPTIONS)}")
+    if isinstance(model, (str, os.PathLike)):
+        from ..network import apply_model_settings, read_model_settings
+
+        apply_model_settings(config, read_model_settings(model), source=str(model))
+        model = str(Path(model).resolve())
+    if block_shape is None:
+        block_shape = config.fill.block_shape
+    if block_shape is None:
+        raise DiluvianError("blockwise filling needs [fill] block_shape or --block-shape")
+    if block_overlap is None:
+        block_overlap = config.fill.block_overlap
+    threshold = float(config.fill.reconcile_threshold if reconcile_threshold is None
+                      else reconcile_threshold)
+    if not 0.0 < threshold <= 1.0:
+        raise DiluvianError(f"[fill] reconcile_threshold = {threshold}: expected a fraction in "
+                            "(0, 1]")
+    if volume.image_data is None:
+        raise DiluvianError(f"{volume!r} has no image data to fill")
+    layout = BlockLayout(volume.shape, block_shape, block_overlap)
+    path = Path(output)
+    settings = _store_settings(layout, volume.resolution, threshold, model, fill_options,
+                               seed_stream, config.random_seed)
+    group, state = _open_store(path, layout, settings)
+    result = BlockwiseResult(store=path, blocks=len(layout))
+    if state["complete"]:
+        result.objects, result.merges = state["objects"], state["merges"]
+        result.block_stats = state["block_stats"]
+        result.stats = _sum_stats(state["block_stats"])
+        result.wall_seconds = time.perf_counter() - t_start
+        return result
+
+    ctx = contextlib.nullcontext(client) if client is not None else \
+        dask_client(scheduler, workers, processes=processes, progress=progress)
+    with ctx as c:
+        run_id = uuid.uuid4().hex[:8]
+        finished = set(state["finished_blocks"])
+        todo = [b for b in layout if b.key not in finished]
+        if todo:
+            tf_threads = _local_tf_threads(c)
+            volume_f = c.scatter(volume, hash=False)
+            futures = [c.submit(fill_block, volume_f, str(path), layout, b.index, model,
+                                fill_options, config, tuple(seed_stream), tf_threads,
+                                key=f"diluvian-fill-{b.key}-{run_id}", retries=retries,
+                                pure=False) for b in todo]
+
+            def landed(i, stats):
+                state["finished_blocks"].append(todo[i].key)
+                state["block_stats"][todo[i].key] = stats
+                _save_state(group, state)
+
+            _run(c, futures, "Fill blocks", progress, landed)
+            result.filled_blocks = len(todo)
+
+        blocks = list(layout)
+        futures = [c.submit(reconcile_block, str(path), layout, b.index, threshold,
+                            key=f"diluvian-reconcile-{b.key}-{run_id}", retries=retries,
+                            pure=False) for b in blocks]
+        found = _run(c, futures, "Reconcile", progress)
+        merges = np.concatenate([m for _, m in found]) if found else np.zeros((0, 2), np.uint64)
+        mapping = consecutive_ids(np.concatenate([ids for ids, _ in found]), merges.tolist())
+        futures = []
+        for b, (ids, _) in zip(blocks, found):
+            values = np.array([mapping[int(i)] for i in ids], dtype=np.uint64)
+            futures.append(c.submit(relabel_block, str(path), layout, b.index, ids, values,
+                                    key=f"diluvian-relabel-{b.key}-{run_id}", retries=retries,
+                                    pure=False))
+        _run(c, futures, "Relabel", progress)
+
+    state["objects"] = max(mapping.values(), default=0)
+    state["merges"] = len(merges)
+    state["complete"] = True
+    _save_state(group, state)
+    result.objects, result.merges = state["objects"], state["merges"]
+    result.block_stats = state["block_stats"]
+    result.stats = _sum_stats(state["block_stats"])
+    result.wall_seconds = time.perf_counter() - t_start
+    logger.info("%s: %d blocks (%d filled now), %d objects after %d merges in %.1f s", path,
+                result.blocks, result.filled_blocks, result.objects, result.merges,
+                result.wall_seconds)
+    return result
+
+
+def read_labels(store, lo=None, hi=None) -> np.ndarray:
+    """The final labels of a blockwise store, or its box ``[lo, hi)``."""
+    labels = _open(store, LABELS, "r")
+    if lo is None:
+        return np.asarray(labels[...])
+    return np.asarray(labels[box_slices(lo, hi)])

@@ -1,0 +1,204 @@
+"""``diluvian fill``: load the model, pick the volumes, fill, write and resume."""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import numpy as np
+
+from ..util import DiluvianError, make_rng
+from .dense import fill_volume_with_model
+from .state import (
+    FillStats,
+    dataset_name,
+    read_fill_checkpoint,
+    segmentation_paths,
+    write_segmentation,
+)
+
+__all__ = ["fill_volumes_with_model", "load_fill_model"]
+
+logger = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------
+# The ``diluvian fill`` command
+# --------------------------------------------------------------------------
+
+
+def load_fill_model(model_file, config):
+    """Load a model file for filling and apply its stored settings to ``config`` (in place).
+
+    Raises
+    ------
+    DiluvianError
+        If no file is given, it is missing or corrupt, or its FOV shapes differ
+        from ``config.model``.
+    """
+    if model_file is None:
+        raise DiluvianError("filling needs a trained model file (-m MODEL_FILE)")
+    from ..network import apply_model_settings, load_model, read_model_settings
+
+    settings = read_model_settings(model_file)
+    apply_model_settings(config, settings, source=str(model_file))
+    model = load_model(model_file, network_config=config.network)
+    in_shape = tuple(int(s) for s in model.inputs[0].shape[1:4])
+    out_shape = tuple(int(s) for s in model.outputs[0].shape[1:4])
+    want_in = tuple(int(s) for s in config.model.input_fov_shape)
+    want_out = tuple(int(s) for s in config.model.output_fov_shape)
+    if in_shape != want_in or out_shape != want_out:
+        raise DiluvianError(
+            f"{model_file}: the model maps FOVs {list(in_shape)} -> {list(out_shape)} but "
+            f"[model] input_fov_shape/output_fov_shape are {list(want_in)} -> {list(want_out)}")
+    return model
+
+
+def _show_viewer(name, image, labels, resolution) -> None:
+    from ..viewer import WrappedViewer
+
+    viewer = WrappedViewer(voxel_size=np.asarray(resolution).tolist())
+    if image is not None:
+        viewer.add(image, name=f"{name} image")
+    viewer.add(labels, name=f"{name} segmentation", kind="segmentation")
+    viewer.print_view_prompt()
+
+
+def fill_volumes_with_model(
+    model_file,
+    volumes: dict,
+    filename: str,
+    resume_filename=None,
+    partition: bool = False,
+    viewer: bool = False,
+    seed_generator: str = "sobel",
+    background_label_id: int = 0,
+    bias: bool = True,
+    move_batch_size: int = 1,
+    max_moves: int | None = None,
+    max_bodies: int | None = None,
+    remask_interval: int | None = None,
+    shuffle_seeds: bool = True,
+    ignore_mask: bool = False,
+    reject_early_termination: bool = False,
+    checkpoint_interval: int | None = None,
+    block_shape=None,
+    block_overlap=None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    config=None,
+    progress: bool = True,
+) -> dict[str, FillStats]:
+    """Densely segment volumes with a model file and write ``OUT.hdf5`` + ``OUT.toml`` each.
+
+    Parameters
+    ----------
+    model_file : str or path-like
+        Model file (``.keras``); its stored settings configure FOV shapes,
+        move step and thresholds unless the configuration sets them.
+    volumes : dict
+        ``{name: Volume}``.
+    filename : str
+        Output base name without extension, with ``{volume}`` substituted by
+        each volume's name (required when there are several volumes).
+    resume_filename : str or path-like, optional
+        Dataset TOML (one dataset) of an earlier fill to continue.
+    partition : bool
+        Fill only the validation partition of each volume.
+    viewer : bool
+        Show image and segmentation of each volume in neuroglancer.
+    seed_generator : str
+        ``'sobel'`` or ``'grid'``.
+    background_label_id : int
+        Label of voxels in no body.
+    bias, move_batch_size, max_moves, max_bodies, remask_interval, shuffle_seeds, ignore_mask, \
+reject_early_termination, checkpoint_interval
+        See :func:`fill_volume_with_model`.
+    block_shape, block_overlap, scheduler, workers
+        Blockwise filling on Dask (not available yet).
+    config : Config, optional
+        Defaults to :data:`diluvian.config.CONFIG`; not modified.
+    progress : bool
+        Show progress bars.
+
+    Returns
+    -------
+    dict
+        ``{volume name: FillStats}``.
+    """
+    if config is None:
+        from ..config import CONFIG as config
+    config = copy.deepcopy(config)
+    if block_shape is not None or config.fill.block_shape is not None:
+        from ..blockwise import fill_volumes_blockwise
+
+        return fill_volumes_blockwise(
+            model_file, volumes, filename, resume_filename=resume_filename, partition=partition,
+            viewer=viewer, seed_generator=seed_generator,
+            background_label_id=background_label_id, bias=bias,
+            move_batch_size=move_batch_size, max_moves=max_moves, max_bodies=max_bodies,
+            remask_interval=remask_interval, shuffle_seeds=shuffle_seeds,
+            ignore_mask=ignore_mask, reject_early_termination=reject_early_termination,
+            checkpoint_interval=checkpoint_interval, block_shape=block_shape,
+            block_overlap=block_overlap, scheduler=scheduler, workers=workers, config=config,
+            progress=progress)
+    if not volumes:
+        raise DiluvianError("no volumes to fill")
+    if len(volumes) > 1 and "{volume}" not in str(filename):
+        raise DiluvianError(f"output file {filename!r} must contain '{{volume}}' to fill "
+                            f"{len(volumes)} volumes")
+    model = load_fill_model(model_file, config)
+
+    downsample = config.explicitly_set("volume.resolution")
+    if partition:
+        from ..volumes import partition_volumes
+
+        volumes = partition_volumes(volumes, downsample=downsample, config=config)[1]
+    elif downsample:
+        volumes = {k: v.downsample(config.volume.resolution,
+                                   label_mode=config.volume.label_downsampling)
+                   for k, v in volumes.items()}
+
+    resume = None
+    if resume_filename is not None:
+        resume_name, resume_state, _ = read_fill_checkpoint(resume_filename)
+        names = [k for k in volumes if dataset_name(k) == resume_name or k == resume_name]
+        if not names and len(volumes) == 1:
+            names = list(volumes)
+        if not names:
+            raise DiluvianError(f"{resume_filename}: dataset {resume_name!r} matches none of the "
+                                f"volumes {', '.join(volumes)}")
+        resume = (names[0], resume_state)
+
+    all_stats = {}
+    for name, volume in volumes.items():
+        hdf5_path, toml_path = segmentation_paths(filename, name)
+        raw = np.asarray(volume.image_data[...]) if volume.image_data is not None else None
+        state = None
+        if resume is not None and resume[0] == name:
+            state = resume[1]
+            if raw is not None and state.labels.shape != raw.shape:
+                raise DiluvianError(
+                    f"{resume_filename}: labels of shape {list(state.labels.shape)} do not match "
+                    f"volume {name!r} of shape {list(raw.shape)}")
+
+        def checkpoint(s, name=name, hdf5_path=hdf5_path, toml_path=toml_path, raw=raw,
+                       volume=volume):
+            write_segmentation(hdf5_path, toml_path, name, None, raw, volume.resolution,
+                               state=s, background_label_id=background_label_id)
+
+        labels, stats = fill_volume_with_model(
+            model, volume, seed_generator=seed_generator, shuffle_seeds=shuffle_seeds,
+            ignore_mask=ignore_mask, rng=make_rng(config.random_seed, "fill_seeds", name),
+            background_label_id=background_label_id, bias=bias,
+            move_batch_size=move_batch_size, max_moves=max_moves, max_bodies=max_bodies,
+            remask_interval=remask_interval, reject_early_termination=reject_early_termination,
+            resume=state, checkpoint_interval=checkpoint_interval, checkpoint=checkpoint,
+            progress=progress, config=config)
+        all_stats[name] = stats
+        logger.info("%s: %d bodies, %.1f%% labelled, %d moves in %.1f s -> %s", name,
+                    stats.bodies, 100.0 * stats.labelled_voxels / labels.size, stats.moves,
+                    stats.wall_seconds, hdf5_path)
+        if viewer:
+            _show_viewer(name, raw, labels, volume.resolution)
+    return all_stats

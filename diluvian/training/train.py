@@ -1,0 +1,479 @@
+"""``train_network`` and ``validate_model``: the training loop and its outputs.
+
+Outputs of :func:`train_network` for a base name ``BASE`` (default
+``diluvian-model`` in the working directory):
+
+``BASE.keras``
+    The best model so far (by the validation metric), with its model
+    settings (see :func:`diluvian.network.save_model`).
+``BASE.toml``
+    The full configuration used.
+``BASE.csv``
+    History, one row per epoch: ``epoch``, ``loss``, ``val_loss``,
+    ``val_<metric>`` and any other logged values.
+``BASE.png``
+    With ``metric_plot``: loss and metric per epoch.
+``BASE-interrupted.keras``
+    On Ctrl-C: the model of the last completed epoch.
+``BASE-logs/``
+    With ``tensorboard``: TensorBoard logs.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..util import DiluvianError, atomic_output
+from .data import TrainingData, make_py_dataset
+from .moving import MovingTrainer, fit_moving
+from .validation import ValidationSet, metric_name
+
+__all__ = ["DEFAULT_MODEL_OUTPUT_FILEBASE", "TrainingResult", "train_network", "validate_model"]
+
+logger = logging.getLogger(__name__)
+
+#: Base name of the outputs when ``model_output_filebase`` is not given.
+DEFAULT_MODEL_OUTPUT_FILEBASE = "diluvian-model"
+#: Most restarts under a new seed with ``early_restart``.
+MAX_EARLY_RESTARTS = 10
+
+
+@dataclass
+class TrainingResult:
+    """What :func:`train_network` returns.
+
+    Attributes
+    ----------
+    model : keras.Model
+        The trained model (weights of the last epoch).
+    history : list of dict
+        One row per epoch (as written to ``BASE.csv``).
+    best_epoch : int or None
+        1-based epoch of the best validation metric.
+    best_metric : float or None
+    model_file : Path
+        ``BASE.keras``.
+    aborted : bool
+        Whether ``early_abort_epoch`` stopped training (after any restarts).
+    random_seed : int or None
+        The seed of the (last) run.
+    """
+
+    model: Any
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_metric: float | None = None
+    model_file: Path | None = None
+    aborted: bool = False
+    random_seed: int | None = None
+
+
+# --------------------------------------------------------------------------
+# Model and devices.
+# --------------------------------------------------------------------------
+
+
+def _strategy(num_gpus: int):
+    import tensorflow as tf
+
+    if num_gpus <= 1:
+        return tf.distribute.get_strategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) < num_gpus:
+        raise DiluvianError(f"[training] num_gpus = {num_gpus} but only {len(gpus)} GPU(s) "
+                            "are available")
+    return tf.distribute.MirroredStrategy(devices=[g.name for g in gpus[:num_gpus]])
+
+
+def _build_model(model_file, config):
+    """A compiled model: loaded from ``model_file`` (settings applied to ``config``) or new."""
+    from ..network import (
+        apply_model_settings,
+        compile_network,
+        load_model,
+        make_network,
+        read_model_settings,
+    )
+
+    if model_file is not None:
+        apply_model_settings(config, read_model_settings(model_file), source=str(model_file))
+        model = load_model(model_file, network_config=config.network)
+    else:
+        model = make_network(config.model, config.network)
+    return compile_network(model, config.optimizer)
+
+
+def _model_settings(config) -> dict[str, Any]:
+    from ..network import model_settings_from_config
+
+    return model_settings_from_config(config)
+
+
+def _default_base(model_output_filebase) -> Path:
+    return Path(DEFAULT_MODEL_OUTPUT_FILEBASE if model_output_filebase is None
+                else model_output_filebase)
+
+
+def _suffixed(base: Path, suffix: str) -> Path:
+    return base.with_name(base.name + suffix)
+
+
+# --------------------------------------------------------------------------
+# Outputs.
+# --------------------------------------------------------------------------
+
+
+def write_history_csv(history: list[dict[str, float]], filename) -> None:
+    """Write history rows (dicts with an ``epoch`` key) to CSV, atomically."""
+    keys: list[str] = ["epoch", "loss", "val_loss"]
+    for row in history:
+        for k in row:
+            if k not in keys:
+                keys.append(k)
+    with atomic_output(filename) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys, restval="")
+        writer.writeheader()
+        for row in history:
+            writer.writerow(row)
+
+
+def plot_history(history: list[dict[str, float]], filename) -> None:
+    """Plot loss and metrics per epoch to a PNG file (matplotlib Agg), atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] for row in history]
+    metrics = sorted({k for row in history for k in row
+                      if k not in ("epoch", "loss", "val_loss")})
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for key in ("loss", "val_loss"):
+        axes[0].plot(epochs, [row.get(key, math.nan) for row in history], marker="o", label=key)
+    axes[0].set_xlabel("epoch")
+    axes[0].set_title("loss")
+    axes[0].legend()
+    for key in metrics:
+        axes[1].plot(epochs, [row.get(key, math.nan) for row in history], marker="o", label=key)
+    axes[1].set_xlabel("epoch")
+    axes[1].set_title("metrics")
+    if metrics:
+        axes[1].legend()
+    fig.tight_layout()
+    with atomic_output(filename, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def _show_viewer(data: TrainingData, config) -> None:
+    try:
+        from ..viewer import WrappedViewer
+    except ImportError:
+        logger.warning("--viewer: diluvian.viewer.WrappedViewer is not available; no viewer shown")
+        return
+    subv = data.subvolume(0, epoch=0)
+    viewer = WrappedViewer(voxel_size=[float(r) for r in config.volume.resolution])
+    viewer.add(subv.image, name="image")
+    viewer.add(subv.label_mask.astype(np.uint32), name="label_mask", kind="segmentation")
+    viewer.print_view_prompt()
+
+
+# --------------------------------------------------------------------------
+# Epoch-end bookkeeping, shared by both training regimes.
+# --------------------------------------------------------------------------
+
+
+class _EpochEnd:
+    """Validation, best model, history, checkpoints, patience and early abort."""
+
+    def __init__(self, model, validation: ValidationSet, config, base: Path,
+                 checkpoint_file, metric_plot: bool, progress: bool):
+        self.model = model
+        self.validation = validation
+        self.config = config
+        self.base = base
+        self.checkpoint_file = checkpoint_file
+        self.metric_plot = metric_plot
+        self.progress = progress
+        t = config.training
+        self.metric_key = "val_" + metric_name(t)
+        self.mode = t.validation_metric.get("mode", "max")
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.history: list[dict[str, float]] = []
+        self.last_weights = None
+        self.stop = False
+        self.aborted = False
+        self.settings = _model_settings(config)
+
+    def _better(self, value: float) -> bool:
+        if self.best is None or math.isnan(self.best):
+            return not math.isnan(value)
+        return value > self.best if self.mode == "max" else value < self.best
+
+    def __call__(self, epoch: int, logs: dict[str, Any]) -> None:
+        from ..network import save_model
+
+        t = self.config.training
+        result = self.validation.evaluate(self.model, batch_size=t.batch_size)
+        logs["val_loss"] = result["loss"]
+        logs[self.metric_key] = result["metric"]
+        row = {"epoch": epoch + 1}
+        row.update({k: float(v) for k, v in logs.items()})
+        self.history.append(row)
+        self.last_weights = self.model.get_weights()
+        if self._better(result["metric"]):
+            self.best, self.best_epoch = result["metric"], epoch + 1
+            save_model(self.model, _suffixed(self.base, ".keras"), self.settings)
+        write_history_csv(self.history, _suffixed(self.base, ".csv"))
+        if self.checkpoint_file:
+            name = str(self.checkpoint_file).format(epoch=epoch + 1, **logs)
+            save_model(self.model, name, self.settings)
+        if self.progress:
+            logger.info("epoch %d: %s", epoch + 1,
+                        ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
+        if (t.early_abort_epoch is not None and epoch + 1 == t.early_abort_epoch
+                and t.early_abort_loss is not None and not result["loss"] < t.early_abort_loss):
+            logger.warning("epoch %d: val_loss %.4g is not below early_abort_loss %.4g; aborting",
+                           epoch + 1, result["loss"], t.early_abort_loss)
+            self.aborted = self.stop = True
+        if self.best_epoch is not None and epoch + 1 - self.best_epoch > t.patience:
+            logger.info("no better %s for %d epochs; stopping", self.metric_key, t.patience)
+            self.stop = True
+
+    def save_interrupted(self) -> None:
+        from ..network import save_model
+
+        if self.last_weights is None:
+            return
+        self.model.set_weights(self.last_weights)
+        path = _suffixed(self.base, "-interrupted.keras")
+        save_model(self.model, path, self.settings)
+        logger.warning("interrupted: saved the model of epoch %d to %s",
+                       self.history[-1]["epoch"], path)
+
+
+def _keras_callback(epoch_end: _EpochEnd):
+    import keras
+
+    class _Callback(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            epoch_end(epoch, logs if logs is not None else {})
+            if epoch_end.stop:
+                self.model.stop_training = True
+
+    return _Callback()
+
+
+def _tensorboard_callback(log_dir: Path):
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        raise DiluvianError("--tensorboard needs the 'tensorboard' package (pip install "
+                            "tensorboard)") from None
+    import keras
+
+    return keras.callbacks.TensorBoard(log_dir=str(log_dir))
+
+
+# --------------------------------------------------------------------------
+# Public entry points.
+# --------------------------------------------------------------------------
+
+
+def _train_once(model_file, volumes, base: Path, model_checkpoint_file, tensorboard: bool,
+                metric_plot: bool, config, progress: bool) -> TrainingResult:
+    from ..volumes import partition_volumes
+
+    t = config.training
+    training_volumes, validation_volumes = partition_volumes(volumes, config=config)
+    strategy = _strategy(t.num_gpus)
+    with strategy.scope():
+        model = _build_model(model_file, config)
+    config.to_toml(_suffixed(base, ".toml"))
+    moving = bool(np.any(config.model.training_subv_shape_value > config.model.input_fov_shape))
+    data = TrainingData(training_volumes, config, stream="training", augment=True,
+                        subv_shape=config.model.training_subv_shape_value)
+    validation = ValidationSet(validation_volumes, config)
+    epoch_end = _EpochEnd(model, validation, config, base, model_checkpoint_file, metric_plot,
+                          progress)
+    callbacks = []
+    tb = None
+    if tensorboard:
+        tb = _tensorboard_callback(_suffixed(base, "-logs"))
+    try:
+        if moving:
+            if tb is not None:
+                tb.set_model(model)
+                tb.on_train_begin()
+            trainer = MovingTrainer(model, data, config, strategy)
+            try:
+                fit_moving(trainer, epoch_end, t.total_epochs, data.steps_per_epoch, progress,
+                            tb)
+            finally:
+                trainer.close()
+                if tb is not None:
+                    tb.on_train_end()
+        else:
+            callbacks.append(_keras_callback(epoch_end))
+            if tb is not None:
+                callbacks.append(tb)
+            dataset = make_py_dataset(data, workers=t.num_workers,
+                                      reset_generators=t.reset_generators)
+            model.fit(dataset, epochs=t.total_epochs, callbacks=callbacks,
+                      verbose=1 if progress else 0)
+    except KeyboardInterrupt:
+        epoch_end.save_interrupted()
+        raise
+    if metric_plot and epoch_end.history:
+        plot_history(epoch_end.history, _suffixed(base, ".png"))
+    return TrainingResult(model=model, history=epoch_end.history,
+                          best_epoch=epoch_end.best_epoch, best_metric=epoch_end.best,
+                          model_file=_suffixed(base, ".keras"), aborted=epoch_end.aborted,
+                          random_seed=config.random_seed)
+
+
+def train_network(model_file=None, volumes=None, model_output_filebase=None,
+                  model_checkpoint_file=None, tensorboard: bool = False, viewer: bool = False,
+                  metric_plot: bool = False, early_restart: bool = False, config=None,
+                  progress: bool = True) -> TrainingResult:
+    """Train a flood-filling network on the training partitions of ``volumes``.
+
+    Parameters
+    ----------
+    model_file : str or path-like, optional
+        Continue training this saved model (its model settings are applied
+        to the configuration); else a new network is built by
+        ``[network] factory``.
+    volumes : dict of str to Volume, optional
+        Labelled volumes; default: the built-in synthetic dataset.
+    model_output_filebase : str or path-like, optional
+        Base name ``BASE`` of the outputs (see the module docstring);
+        default :data:`DEFAULT_MODEL_OUTPUT_FILEBASE` in the working
+        directory.
+    model_checkpoint_file : str, optional
+        Save the model after every epoch under this name, formatted with
+        ``epoch`` (1-based) and the epoch's logs, e.g.
+        ``'model.{epoch:02d}.keras'``.
+    tensorboard : bool
+        Write TensorBoard logs to ``BASE-logs/``.
+    viewer : bool
+        Show a training sample in a neuroglancer viewer at the end.
+    metric_plot : bool
+        Plot the history to ``BASE.png``.
+    early_restart : bool
+        If ``early_abort_epoch`` aborts training, restart with a new seed
+        (at most :data:`MAX_EARLY_RESTARTS` times).
+    config : Config, optional
+        Defaults to :data:`diluvian.config.CONFIG` (copied, never modified).
+    progress : bool
+        Show a progress bar per epoch.
+
+    Returns
+    -------
+    TrainingResult
+
+    Raises
+    ------
+    KeyboardInterrupt
+        After saving the last completed epoch's model as
+        ``BASE-interrupted.keras``.
+    """
+    if config is None:
+        from ..config import CONFIG as config
+    config = config.copy()
+    if volumes is None:
+        from ..volumes import load_volumes
+
+        volumes = load_volumes([], True, config=config)
+    base = _default_base(model_output_filebase)
+    result = _train_once(model_file, volumes, base, model_checkpoint_file, tensorboard,
+                         metric_plot, config, progress)
+    restarts = 0
+    while result.aborted and early_restart and restarts < MAX_EARLY_RESTARTS:
+        restarts += 1
+        seed = 0 if config.random_seed is None else config.random_seed
+        config.random_seed = int(seed) + 1
+        logger.warning("early restart %d with random seed %d", restarts, config.random_seed)
+        result = _train_once(model_file, volumes, base, model_checkpoint_file, tensorboard,
+                             metric_plot, config, progress)
+    if viewer:
+        t = config.training
+        training_volumes, _ = _partitioned(volumes, config)
+        _show_viewer(TrainingData(training_volumes, config, num_samples=t.batch_size), config)
+    return result
+
+
+def _partitioned(volumes, config):
+    from ..volumes import partition_volumes
+
+    return partition_volumes(volumes, config=config)
+
+
+def validate_model(model_file, volumes=None, config=None, progress: bool = True,
+                   print_table: bool = True) -> dict[str, Any]:
+    """Loss and validation metric of a saved model per volume and overall.
+
+    Each validation partition gives ``validation_size`` fixed seeded
+    subvolumes, filled from their seeds with the region engine.
+
+    Parameters
+    ----------
+    model_file : str or path-like
+        A saved model (its settings are applied to the configuration).
+    volumes : dict of str to Volume, optional
+        Default: the built-in synthetic dataset.
+    config : Config, optional
+        Defaults to :data:`diluvian.config.CONFIG` (copied, never modified).
+    progress : bool
+        Show a progress bar of fill moves.
+    print_table : bool
+        Print a table of the results.
+
+    Returns
+    -------
+    dict
+        ``{'loss', 'metric', 'metric_name', 'volumes': {name: {'loss',
+        'metric', 'count'}}}``.
+    """
+    from ..network import apply_model_settings, load_model, read_model_settings
+
+    if model_file is None:
+        raise DiluvianError("validate needs a model file (-m)")
+    if config is None:
+        from ..config import CONFIG as config
+    config = config.copy()
+    apply_model_settings(config, read_model_settings(model_file), source=str(model_file))
+    model = load_model(model_file, network_config=config.network)
+    if volumes is None:
+        from ..volumes import load_volumes
+
+        volumes = load_volumes([], True, config=config)
+    _, validation_volumes = _partitioned(volumes, config)
+    validation = ValidationSet(validation_volumes, config)
+    result = validation.evaluate(model, batch_size=config.training.batch_size,
+                                 progress=progress)
+    result["metric_name"] = metric_name(config.training)
+    if print_table:
+        print(format_validation_table(result))
+    return result
+
+
+def format_validation_table(result: dict[str, Any]) -> str:
+    """A plain-text table of :func:`validate_model` results."""
+    name = result.get("metric_name", "metric")
+    rows = [(vol, r["count"], r["loss"], r["metric"]) for vol, r in result["volumes"].items()]
+    rows.append(("overall", sum(r[1] for r in rows), result["loss"], result["metric"]))
+    width = max(len("volume"), *(len(r[0]) for r in rows))
+    lines = [f"{'volume':<{width}}  {'samples':>7}  {'loss':>8}  {name:>14}"]
+    for vol, count, loss, metric in rows:
+        lines.append(f"{vol:<{width}}  {count:>7d}  {loss:>8.4f}  {metric:>14.4f}")
+    return "\n".join(lines)
+

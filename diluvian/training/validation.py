@@ -1,0 +1,122 @@
+"""Validation: fill seeded subvolumes with the region engine and score them.
+
+Validation subvolumes are drawn once, from fixed seeded bounds (stream
+``'validation'``), so scores are comparable across epochs. Each is filled
+from its seed by :func:`diluvian.regions.fill_regions` (all regions batched
+together), then scored with the configured ``validation_metric`` against
+the (processed) label mask, and with the binary cross-entropy of the filled
+mask against the soft target. A fill makes at most
+``ModelConfig.validation_subv_moves`` moves: the number of move lattice
+positions whose FOV fits inside the subvolume (one by default).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..util import binary_crossentropy, get_function
+from ..volumes.subvolume import Subvolume
+from .data import TrainingData, center_crop, soften
+
+__all__ = ["ValidationSet", "metric_name", "score_masks"]
+
+
+def metric_name(training_config) -> str:
+    """Short name of the validation metric, e.g. ``'binary_f_score'``."""
+    return str(training_config.validation_metric.get("metric", "metric")).rpartition(".")[2]
+
+
+def score_masks(label_masks: Sequence[np.ndarray], probs: Sequence[np.ndarray], config
+                ) -> tuple[float, float, list[float], list[float]]:
+    """Loss and metric of predicted probability masks against label masks.
+
+    Returns
+    -------
+    loss, metric : float
+        Means over the masks.
+    losses, metrics : list of float
+        Per mask.
+    """
+    vm = config.training.validation_metric
+    metric = get_function(vm.get("metric", "diluvian.util.binary_f_score"))
+    args = dict(vm.get("args", {}))
+    threshold = bool(vm.get("threshold", True))
+    t_final = config.model.t_final_value
+    v_true, v_false = config.model.v_true, config.model.v_false
+    losses, metrics = [], []
+    for label, prob in zip(label_masks, probs):
+        target = soften(label, v_true, v_false)
+        losses.append(binary_crossentropy(target, prob))
+        if threshold:
+            metrics.append(float(metric(label, prob >= t_final, **args)))
+        else:
+            metrics.append(float(metric(target, prob, **args)))
+    return float(np.mean(losses)), float(np.mean(metrics)), losses, metrics
+
+
+class ValidationSet:
+    """Fixed seeded validation subvolumes of a set of volumes.
+
+    Parameters
+    ----------
+    volumes : dict of str to Volume
+        Validation partitions by name.
+    config : Config
+        Uses ``validation_size`` per volume, ``validation_subv_shape``,
+        ``augment_validation`` and the label processing keys.
+    """
+
+    def __init__(self, volumes, config):
+        t = config.training
+        self.config = config
+        data = TrainingData(volumes, config, stream="validation",
+                            augment=bool(t.augment_validation),
+                            subv_shape=config.model.validation_subv_shape_value,
+                            num_samples=t.validation_size * len(volumes))
+        self.subvolumes: list[Subvolume] = [data.subvolume(k, epoch=0)
+                                            for k in range(data.num_samples)]
+        self.names = [data.volume_name(k) for k in range(data.num_samples)]
+
+    def __len__(self) -> int:
+        return len(self.subvolumes)
+
+    def fill(self, model: Any, batch_size: int = 32, progress: bool = False
+             ) -> list[np.ndarray]:
+        """Fill every subvolume from its seed; probability masks cropped to the label masks."""
+        from ..regions import Region, fill_regions
+
+        regions = [Region.from_subvolume(s, model_config=self.config.model)
+                   for s in self.subvolumes]
+        # At most as many moves as lattice positions whose FOV fits the subvolume
+        # (one for the default validation_subv_shape = input_fov_shape).
+        fill_regions(regions, model, batch_size=batch_size, progress=progress,
+                     max_moves=self.config.model.validation_subv_moves)
+        out = []
+        for region, subv in zip(regions, self.subvolumes):
+            prob = np.asarray(region.get_mask_array(), dtype=np.float32)
+            prob = np.where(np.isnan(prob), np.float32(self.config.model.v_false), prob)
+            out.append(center_crop(prob, subv.label_mask.shape))
+        return out
+
+    def evaluate(self, model: Any, batch_size: int = 32, progress: bool = False
+                 ) -> dict[str, Any]:
+        """Loss and metric overall and per volume.
+
+        Returns
+        -------
+        dict
+            ``{'loss', 'metric', 'volumes': {name: {'loss', 'metric', 'count'}}}``.
+        """
+        probs = self.fill(model, batch_size=batch_size, progress=progress)
+        labels = [s.label_mask for s in self.subvolumes]
+        loss, metric, losses, metrics = score_masks(labels, probs, self.config)
+        per_volume: dict[str, dict[str, float]] = {}
+        for name in dict.fromkeys(self.names):
+            idx = [i for i, n in enumerate(self.names) if n == name]
+            per_volume[name] = {"loss": float(np.mean([losses[i] for i in idx])),
+                                "metric": float(np.mean([metrics[i] for i in idx])),
+                                "count": len(idx)}
+        return {"loss": loss, "metric": metric, "volumes": per_volume}

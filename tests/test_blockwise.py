@@ -1,0 +1,360 @@
+"""Blockwise filling: block layout, the overlap rule, union-find, Dask + zarr end to end."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+
+import h5py
+import numpy as np
+import pytest
+
+from diluvian.blockwise import (
+    FORWARD_OFFSETS,
+    BlockLayout,
+    UnionFind,
+    consecutive_ids,
+    fill_volume_blockwise,
+    overlap_matches,
+    read_labels,
+    write_store_hdf5,
+)
+from diluvian.blockwise.run import SCRATCH, STATE_ATTR
+from diluvian.config import Config
+from diluvian.precomputed import export_precomputed, read_precomputed_chunk
+from diluvian.util import DiluvianError
+from diluvian.volumes.base import NdarrayVolume
+
+FOV = [5, 9, 9]
+
+
+def small_config() -> Config:
+    return Config([{
+        "model": {"input_fov_shape": FOV, "output_fov_shape": FOV,
+                  "output_fov_move_fraction": 4, "t_move": 0.9},
+        "fill": {"checkpoint_interval": 100, "min_body_size": 0},
+    }])
+
+
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two label arrays are equal up to a renaming of the IDs (0 fixed)."""
+    if not np.array_equal(a == 0, b == 0):
+        return False
+    pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
+    return len(np.unique(pairs[0])) == len(np.unique(pairs[1])) == pairs.shape[1]
+
+
+# --------------------------------------------------------------------------
+# Layout
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape, block", [((10, 20, 30), (5, 10, 10)), ((7, 13, 5), (3, 4, 5)),
+                                          ((4, 4, 4), (8, 8, 8))])
+def test_cores_tile_the_volume_exactly(shape, block):
+    count = np.zeros(shape, dtype=int)
+    layout = BlockLayout(shape, block, (1, 2, 3))
+    for b in layout:
+        count[tuple(slice(lo, hi) for lo, hi in zip(b.core_lo, b.core_hi))] += 1
+    assert np.all(count == 1)
+    assert len(list(layout)) == len(layout)
+
+
+def test_outer_box_is_core_grown_by_overlap_and_clipped():
+    layout = BlockLayout((10, 20, 30), (5, 10, 10), (1, 2, 3))
+    first, last = layout.block((0, 0, 0)), layout.block((1, 1, 2))
+    assert first.outer_lo == (0, 0, 0) and first.outer_hi == (6, 12, 13)
+    assert last.core_lo == (5, 10, 20) and last.outer_lo == (4, 8, 17)
+    assert last.outer_hi == (10, 20, 30)
+
+
+def test_scratch_box_places_each_outer_box_in_its_own_slot():
+    layout = BlockLayout((9, 9, 9), (4, 4, 4), (1, 1, 1))
+    seen = np.zeros(layout.scratch_shape, dtype=int)
+    for b in layout:
+        sl = layout.scratch_box(b, b.outer_lo, b.outer_hi)
+        slot = layout.slot_slices(b)
+        assert all(s.start >= t.start and s.stop <= t.stop for s, t in zip(sl, slot))
+        assert tuple(s.stop - s.start for s in sl) == \
+            tuple(h - lo for lo, h in zip(b.outer_lo, b.outer_hi))
+        seen[sl] += 1
+    assert seen.max() == 1
+
+
+def test_forward_offsets_name_each_neighbour_pair_once():
+    assert len(FORWARD_OFFSETS) == 13
+    both = set(FORWARD_OFFSETS) | {tuple(-v for v in o) for o in FORWARD_OFFSETS}
+    assert len(both) == 26
+
+
+def test_block_shape_must_be_positive():
+    with pytest.raises(DiluvianError, match="block_shape"):
+        BlockLayout((10, 10, 10), (0, 5, 5), (1, 1, 1))
+    with pytest.raises(DiluvianError, match="block_overlap"):
+        BlockLayout((10, 10, 10), (5, 5, 5), (1, -1, 1))
+
+
+# --------------------------------------------------------------------------
+# Reconciliation rule and union-find
+# --------------------------------------------------------------------------
+
+
+def two_blocks_of(truth: np.ndarray, face: int, overlap: int):
+    """Labels of a block below and one above ``face`` (Z) as two block fills would see them.
+
+    Each block relabels the truth with its own IDs and sees only its outer box.
+    """
+    a = np.where(truth != 0, truth + 100, 0)[:face + overlap]
+    b = np.where(truth != 0, truth + 200, 0)[face - overlap:]
+    return a[face - overlap:], b[:2 * overlap]
+
+
+def test_object_crossing_a_block_face_is_matched():
+    truth = np.zeros((8, 4, 4), dtype=np.uint64)
+    truth[1:7, 1:3, 1:3] = 1
+    a, b = two_blocks_of(truth, face=4, overlap=2)
+    assert overlap_matches(a, b, 0.5) == [(101, 201)]
+
+
+def test_different_objects_touching_at_a_face_stay_separate():
+    truth = np.zeros((8, 4, 4), dtype=np.uint64)
+    truth[:4] = 1
+    truth[4:] = 2
+    a, b = two_blocks_of(truth, face=4, overlap=2)
+    assert overlap_matches(a, b, 0.5) == [(101, 201), (102, 202)]
+
+
+def test_threshold_is_a_fraction_of_the_smaller_objects_overlap_voxels():
+    a = np.zeros((1, 1, 12), dtype=np.uint64)
+    b = np.zeros_like(a)
+    a[..., :10] = 1          # 10 voxels in the overlap
+    b[..., 7:11] = 2         # 4 voxels, 3 shared with object 1
+    assert overlap_matches(a, b, 0.75) == [(1, 2)]
+    assert overlap_matches(a, b, 0.76) == []
+
+
+def test_background_never_matches():
+    a = np.zeros((2, 2, 2), dtype=np.uint64)
+    b = np.ones_like(a)
+    assert overlap_matches(a, b, 0.1) == []
+
+
+def test_union_find_merges_transitively():
+    uf = UnionFind()
+    uf.union(1, 2)
+    uf.union(3, 4)
+    uf.union(2, 4)
+    assert len({uf.find(k) for k in (1, 2, 3, 4)}) == 1
+    assert uf.find(5) == 5
+
+
+def test_consecutive_ids_number_components_from_one():
+    mapping = consecutive_ids([30, 10, 20, 40], [(10, 99), (99, 40)])
+    assert mapping == {10: 1, 40: 1, 20: 2, 30: 3}
+
+
+# --------------------------------------------------------------------------
+# End to end on Dask (threads), with an exact oracle predictor
+# --------------------------------------------------------------------------
+
+
+def exact_oracle(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Predict the object of the FOV centre: same intensity and not background."""
+    c = tuple(s // 2 for s in images.shape[1:])
+    centre = images[(slice(None), *c)][:, None, None, None]
+    same = (np.abs(images - centre) < 1e-3) & (centre > 0)
+    return np.where(same, 0.99, 0.01).astype(np.float32)
+
+
+def crossing_labels() -> np.ndarray:
+    """Objects crossing block faces, two of them touching (IDs 1 and 2) across a face."""
+    labels = np.zeros((16, 32, 32), dtype=np.uint64)
+    labels[1:15, 2:30, 2:16] = 1      # crosses the Z and Y faces
+    labels[1:15, 2:14, 16:30] = 2     # touches object 1 across the X face x = 16
+    labels[1:15, 18:30, 18:30] = 3    # crosses Z, Y and X faces
+    labels[6:10, 15:17, 16:18] = 4    # a small object crossing the Y face
+    return labels
+
+
+def volume_of(labels: np.ndarray) -> NdarrayVolume:
+    image = (labels.astype(np.int64) * 40).astype(np.uint8)
+    return NdarrayVolume([40, 16, 16], image_data=image, label_data=labels)
+
+
+@pytest.fixture(scope="module")
+def thread_client():
+    from dask.distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
+        yield client
+
+
+@pytest.fixture
+def dense_seeds(monkeypatch):
+    from diluvian.preprocessing import SEED_GENERATORS, grid_seeds
+
+    monkeypatch.setitem(SEED_GENERATORS, "dense",
+                        lambda image, mask=None: grid_seeds(image, step_vox=2, mask=mask))
+    return {"seed_generator": "dense", "move_batch_size": 4}
+
+
+def run_blockwise(path, client, options, **kwargs):
+    return fill_volume_blockwise(exact_oracle, volume_of(crossing_labels()), path,
+                                 block_shape=(8, 16, 16), block_overlap=(2, 4, 4), client=client,
+                                 fill_options=options, progress=False, config=small_config(),
+                                 **kwargs)
+
+
+def test_blockwise_fill_reconciles_objects_across_blocks(tmp_path, thread_client, dense_seeds):
+    result = run_blockwise(tmp_path / "out.zarr", thread_client, dense_seeds)
+    labels = read_labels(result.store)
+    assert result.blocks == 8 and result.filled_blocks == 8
+    assert same_partition(labels, crossing_labels())
+    assert result.objects == 4
+    assert set(np.unique(labels)) == {0, 1, 2, 3, 4}
+
+
+def test_rerun_refills_only_unfinished_blocks_with_identical_result(tmp_path, thread_client,
+                                                                     dense_seeds):
+    import zarr
+
+    path = tmp_path / "out.zarr"
+    first = read_labels(run_blockwise(path, thread_client, dense_seeds).store)
+    again = run_blockwise(path, thread_client, dense_seeds)
+    assert again.filled_blocks == 0
+    # Forget two blocks, as if the run had died before they landed.
+    group = zarr.open_group(str(path), mode="r+")
+    state = dict(group.attrs[STATE_ATTR])
+    state["finished_blocks"] = [k for k in state["finished_blocks"] if k not in ("0_1_0", "1_1_1")]
+    state["complete"] = False
+    group.attrs[STATE_ATTR] = state
+    layout = BlockLayout((16, 32, 32), (8, 16, 16), (2, 4, 4))
+    for key in ("0_1_0", "1_1_1"):
+        group[SCRATCH][layout.slot_slices(layout.block(map(int, key.split("_"))))] = 0
+    group["labels"][...] = 0
+    resumed = run_blockwise(path, thread_client, dense_seeds)
+    assert resumed.filled_blocks == 2
+    assert np.array_equal(read_labels(path), first)
+
+
+def test_store_made_with_other_settings_is_refused(tmp_path, thread_client, dense_seeds):
+    path = tmp_path / "out.zarr"
+    run_blockwise(path, thread_client, dense_seeds)
+    with pytest.raises(DiluvianError, match="block_overlap"):
+        fill_volume_blockwise(exact_oracle, volume_of(crossing_labels()), path,
+                              block_shape=(8, 16, 16), block_overlap=(1, 4, 4),
+                              client=thread_client, fill_options=dense_seeds, progress=False,
+                              config=small_config())
+
+
+def test_unknown_fill_option_is_refused(tmp_path):
+    with pytest.raises(DiluvianError, match="max_bodies"):
+        fill_volume_blockwise(exact_oracle, volume_of(crossing_labels()), tmp_path / "o.zarr",
+                              block_shape=(8, 8, 8), fill_options={"max_bodies": 3},
+                              config=small_config())
+
+
+def test_store_exports_to_hdf5_and_dataset_toml(tmp_path, thread_client, dense_seeds):
+    result = run_blockwise(tmp_path / "out.zarr", thread_client, dense_seeds)
+    volume = volume_of(crossing_labels())
+    write_store_hdf5(result.store, tmp_path / "seg.hdf5", tmp_path / "seg.toml", "blobs",
+                     volume.image_data, background_label_id=9)
+    entry = tomllib.loads((tmp_path / "seg.toml").read_text())["dataset"][0]
+    assert entry["name"] == "blobs_segmentation" and entry["resolution"] == [40, 16, 16]
+    with h5py.File(tmp_path / "seg.hdf5", "r") as f:
+        labels = f[entry["label_dataset"]][...]
+        assert np.array_equal(f[entry["image_dataset"]][...], volume.image_data)
+    expected = read_labels(result.store)
+    expected[expected == 0] = 9
+    assert np.array_equal(labels, expected)
+
+
+# --------------------------------------------------------------------------
+# Neuroglancer precomputed export
+# --------------------------------------------------------------------------
+
+
+def test_precomputed_export_round_trips_chunks(tmp_path):
+    import zarr
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2**40, size=(10, 12, 14), dtype=np.uint64)
+    group = zarr.open_group(str(tmp_path / "s.zarr"), mode="w")
+    arr = group.create_array("labels", shape=labels.shape, chunks=(5, 6, 7), dtype="uint64")
+    arr[...] = labels
+    arr.attrs["resolution"] = [40, 4, 4]
+    out = export_precomputed(tmp_path / "s.zarr", tmp_path / "ng", chunk_shape=(4, 8, 8),
+                             progress=False)
+    info = json.loads((out / "info").read_text())
+    scale = info["scales"][0]
+    assert info["type"] == "segmentation" and info["data_type"] == "uint64"
+    assert scale["size"] == [14, 12, 10] and scale["resolution"] == [4, 4, 40]
+    assert scale["chunk_sizes"] == [[8, 8, 4]] and scale["encoding"] == "raw"
+    assert (out / scale["key"] / "8-14_8-12_8-10").stat().st_size == 6 * 4 * 2 * 8
+    assert np.array_equal(read_precomputed_chunk(out, (8, 8, 8), (10, 12, 14)),
+                          labels[8:10, 8:12, 8:14])
+    assert np.array_equal(read_precomputed_chunk(out, (0, 0, 0), (4, 8, 8)), labels[:4, :8, :8])
+
+
+def test_precomputed_export_needs_a_resolution(tmp_path):
+    with pytest.raises(DiluvianError, match="resolution"):
+        export_precomputed(np.zeros((2, 2, 2), np.uint64), tmp_path / "ng", progress=False)
+
+
+# --------------------------------------------------------------------------
+# Worker processes with a tiny Keras model, through the blockwise ``fill``
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    import keras
+
+    from diluvian.network import save_model
+    from diluvian.network.io import model_settings_from_config
+
+    image = keras.Input((*FOV, 1), name="image_input")
+    mask = keras.Input((*FOV, 1), name="mask_input")
+    x = keras.layers.Concatenate()([image, mask])
+    out = keras.layers.Conv3D(1, 3, padding="same", activation="sigmoid", name="mask_output")(x)
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    save_model(keras.Model([image, mask], out), path, model_settings_from_config(small_config()))
+    return path
+
+
+@pytest.mark.slow
+def test_blockwise_fill_command_on_worker_processes_resumes_identically(tmp_path, tiny_model):
+    from diluvian.blockwise import fill_volumes_blockwise
+    from diluvian.blockwise.cli import store_path
+
+    labels = np.zeros((24, 40, 40), dtype=np.uint64)
+    labels[2:22, 4:36, 4:20] = 1
+    labels[2:22, 4:36, 20:36] = 2
+    volume = volume_of(labels)
+    out = str(tmp_path / "seg_{volume}")
+    kwargs = dict(seed_generator="grid", move_batch_size=4, max_moves=3, block_shape=(12, 20, 20),
+                  block_overlap=(2, 4, 4), workers=2, config=small_config(), progress=False)
+    stats = fill_volumes_blockwise(tiny_model, {"blobs": volume}, out, **kwargs)
+    store = store_path(out, "blobs")
+    first = read_labels(store)
+    assert stats["blobs"].bodies == int(first.max())
+    assert set(np.unique(first)) == set(range(int(first.max()) + 1))
+    with h5py.File(tmp_path / "seg_blobs.hdf5", "r") as f:
+        assert np.array_equal(f["volumes/labels/neuron_ids"][...], first)
+    # Drop the store's progress except one block: the rerun (worker threads this time,
+    # so the per-worker model cache can be inspected) refills the rest identically.
+    import zarr
+
+    from diluvian.blockwise import run
+
+    group = zarr.open_group(str(store), mode="r+")
+    state = dict(group.attrs[STATE_ATTR])
+    state["finished_blocks"] = state["finished_blocks"][:1]
+    state["complete"] = False
+    group.attrs[STATE_ATTR] = state
+    run._MODELS.clear()
+    fill_volumes_blockwise(tiny_model, {"blobs": volume}, out, processes=False, **kwargs)
+    assert np.array_equal(read_labels(store), first)
+    loaded = [key for key in run._MODELS if key[1] == str(tiny_model.resolve())]
+    assert 1 <= len(loaded) <= 2  # once per worker, although 7 blocks were filled

@@ -1,0 +1,439 @@
+"""Tests of the training pipeline, moving training, ``train_network`` and ``validate``."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from diluvian.config import Config, OptimizerConfig
+from diluvian.training.data import (
+    TrainingData,
+    erode_label_mask,
+    fill_factor_bin_weights,
+    fill_factor_weights,
+    mask_seed_input,
+    seed_component,
+    soften,
+)
+from diluvian.volumes import NdarrayVolume, make_synthetic_volume, partition_volumes
+
+FOV = [5, 17, 17]
+
+
+def _tiny_settings(**training):
+    t = {"training_size": 16, "validation_size": 4, "gpu_batch_size": 4, "total_epochs": 1,
+         "num_workers": 2}
+    t.update(training)
+    return {
+        "random_seed": 3,
+        "model": {"input_fov_shape": FOV, "output_fov_shape": FOV},
+        "network": {"num_modules": 1, "convolution_filters": 4, "unet_depth": 1},
+        "training": t,
+    }
+
+
+def _tiny_config(model=None, **training):
+    settings = _tiny_settings(**training)
+    settings["model"].update(model or {})
+    return Config([settings])
+
+
+def _voronoi_volume(seed, shape=(24, 64, 64), n_cells=60, anisotropy=(2.5, 1.0, 1.0)):
+    """Cells with dark membranes between them: an easy segmentation task."""
+    from scipy.spatial import cKDTree
+
+    rng = np.random.default_rng(seed)
+    shape = np.asarray(shape)
+    centres = rng.uniform(0, shape, size=(n_cells, 3)) * anisotropy
+    grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1)
+    _, nearest = cKDTree(centres).query(grid.reshape(-1, 3) * anisotropy)
+    labels = (nearest + 1).reshape(tuple(shape)).astype(np.uint64)
+    membrane = np.zeros(labels.shape, dtype=bool)
+    membrane[:, 1:, :] |= np.diff(labels, axis=1) != 0
+    membrane[:, :, 1:] |= np.diff(labels, axis=2) != 0
+    image = 0.75 - 0.55 * membrane + rng.normal(0, 0.05, labels.shape)
+    labels[membrane] = 0
+    return np.clip(image * 256, 0, 255).astype(np.uint8), labels
+
+
+@pytest.fixture(scope="module")
+def voronoi_volumes():
+    return {name: NdarrayVolume((40, 16, 16), *_voronoi_volume(200 + i))
+            for i, name in enumerate(["cells_a", "cells_b"])}
+
+
+@pytest.fixture(scope="module")
+def tiny_volumes():
+    vols = {}
+    for i, name in enumerate(["vol_a", "vol_b"]):
+        image, labels = make_synthetic_volume(100 + i, shape=(24, 64, 64))
+        vols[name] = NdarrayVolume((40, 16, 16), image_data=image, label_data=labels)
+    return vols
+
+
+# ---------------------------------------------------------------- label processing
+
+
+def test_erode_label_mask_uses_box_of_twice_erosion_plus_one():
+    mask = np.zeros((3, 9, 9), dtype=bool)
+    mask[:, 2:7, 2:7] = True
+    out = erode_label_mask(mask, [0, 1, 1])
+    expected = np.zeros_like(mask)
+    expected[:, 3:6, 3:6] = True
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(erode_label_mask(mask, [0, 0, 0]), mask)
+
+
+def test_erode_label_mask_keeps_objects_leaving_the_border():
+    mask = np.ones((3, 5, 5), dtype=bool)
+    assert erode_label_mask(mask, [1, 1, 1]).all()
+
+
+def test_seed_component_keeps_only_the_seeded_component():
+    mask = np.zeros((1, 5, 7), dtype=bool)
+    mask[0, :, 0:2] = True
+    mask[0, :, 4:7] = True
+    out = seed_component(mask, (0, 2, 5))
+    assert out[0, :, 4:7].all() and not out[0, :, 0:2].any()
+    assert not seed_component(mask, (0, 2, 3)).any()
+
+
+def test_soften_and_seed_mask_input_use_soft_values():
+    target = soften(np.array([True, False]), 0.95, 0.05)
+    np.testing.assert_allclose(target, [0.95, 0.05])
+    mask = mask_seed_input((3, 5, 5), (1, 2, 2), 0.95, 0.05)
+    assert mask[1, 2, 2] == np.float32(0.95)
+    assert np.count_nonzero(mask == np.float32(0.05)) == mask.size - 1
+
+
+# ---------------------------------------------------------------- fill factors
+
+
+def test_fill_factor_weights_are_inverse_bin_frequencies():
+    f_a = [0.1, 0.1, 0.1, 0.9]
+    weights = fill_factor_weights(f_a, [0.5])
+    assert weights[3] == pytest.approx(3 * weights[0])
+    assert np.mean(weights) == pytest.approx(1.0)
+
+
+def test_fill_factor_empty_bins_get_the_largest_weight():
+    bw = fill_factor_bin_weights([0.1, 0.2, 0.9], [0.3, 0.6])
+    assert bw[1] == bw.max()
+
+
+def test_fill_factor_bins_give_batches_sample_weights(tiny_volumes):
+    config = _tiny_config(fill_factor_bins=[0.2, 0.5])
+    training, _ = partition_volumes(tiny_volumes, config=config)
+    data = TrainingData(training, config)
+    batch = data.batch(0)
+    assert len(batch) == 3
+    weights = batch[2]
+    assert weights.shape == (4, 1, 1, 1)
+    assert np.all(weights > 0)
+
+
+# ---------------------------------------------------------------- samples and batches
+
+
+def test_samples_are_seeded_on_their_target_object(tiny_volumes):
+    config = _tiny_config(label_erosion=[0, 0, 0])
+    training, _ = partition_volumes(tiny_volumes, config=config)
+    data = TrainingData(training, config, augment=False)
+    (images, masks), targets = data.batch(0)
+    assert images.shape == masks.shape == targets.shape == (4, *FOV, 1)
+    center = tuple(s // 2 for s in FOV)
+    assert np.all(masks[(slice(None), *center, 0)] == np.float32(0.95))
+    assert np.all(targets[(slice(None), *center, 0)] == np.float32(0.95))
+    assert set(np.unique(targets).tolist()) <= {np.float32(0.95), np.float32(0.05)}
+    assert images.min() >= 0.0 and images.max() < 1.0
+
+
+def test_samples_alternate_round_robin_across_volumes(tiny_volumes):
+    config = _tiny_config(augment_use_both=False)
+    training, _ = partition_volumes(tiny_volumes, config=config)
+    data = TrainingData(training, config)
+    assert [data.volume_name(k) for k in range(4)] == ["vol_a", "vol_b", "vol_a", "vol_b"]
+
+
+def test_augment_use_both_pairs_plain_and_augmented_samples(tiny_volumes):
+    config = _tiny_config(augment_use_both=True)
+    training, _ = partition_volumes(tiny_volumes, config=config)
+    data = TrainingData(training, config)
+    plain = data.raw_subvolume(0)
+    np.testing.assert_array_equal(data.subvolume(0).image, plain.image)
+    assert data.volume_name(0) == data.volume_name(1)
+
+
+def test_same_seed_gives_identical_first_batches(tiny_volumes):
+    from diluvian.training.data import make_py_dataset
+
+    config = _tiny_config()
+    training, _ = partition_volumes(tiny_volumes, config=config)
+    a = make_py_dataset(TrainingData(training, config), workers=2)
+    b = make_py_dataset(TrainingData(training, config), workers=2)
+    for index in (1, 0):  # order of building does not matter
+        (ia, ma), ta = a[index]
+        (ib, mb), tb = b[index]
+        np.testing.assert_array_equal(ia, ib)
+        np.testing.assert_array_equal(ta, tb)
+    config.random_seed = 4
+    c = TrainingData(training, config).batch(0)
+    assert not np.array_equal(c[0][0], a[0][0][0])
+
+
+def test_new_epochs_draw_new_samples_unless_generators_reset(tiny_volumes):
+    from diluvian.training.data import make_py_dataset
+
+    config = _tiny_config()
+    training, _ = partition_volumes(tiny_volumes, config=config)
+    data = TrainingData(training, config)
+    ds = make_py_dataset(data, workers=1)
+    first = ds[0][0][0]
+    ds.on_epoch_end()
+    assert not np.array_equal(ds[0][0][0], first)
+    ds = make_py_dataset(data, workers=1, reset_generators=True)
+    ds.on_epoch_end()
+    np.testing.assert_array_equal(ds[0][0][0], first)
+
+
+# ---------------------------------------------------------------- moving training
+
+
+class _ConstantModel:
+    """Stands in for a Keras model: training does nothing, predicts a constant."""
+
+    def __init__(self, value, output_fov):
+        self.value = value
+        self.output_fov = output_fov
+        self.trained = []
+
+    def train_on_batch(self, x, y, return_dict=False):
+        self.trained.append((x[0].copy(), x[1].copy(), y.copy()))
+        return {"loss": 0.0}
+
+    def predict_on_batch(self, x):
+        return np.full((len(x[0]), *self.output_fov, 1), self.value, dtype=np.float32)
+
+
+def _moving_trainer(tiny_volumes, value):
+    from diluvian.training.moving import MovingTrainer
+
+    config = _tiny_config(model={"training_subv_shape": [9, 33, 33]}, augment_use_both=False)
+    training, _ = partition_volumes(tiny_volumes, config=config)
+    data = TrainingData(training, config, subv_shape=config.model.training_subv_shape_value)
+    model = _ConstantModel(value, FOV)
+    trainer = MovingTrainer(model, data, config)
+    trainer.new_epoch(0)
+    return trainer, model, config
+
+
+def test_moving_training_moves_the_fov_along_the_regions_moves(tiny_volumes):
+    trainer, model, config = _moving_trainer(tiny_volumes, 0.99)
+    try:
+        for _ in range(4):
+            trainer.step()
+    finally:
+        trainer.close()
+    step = config.model.move_step
+    for slot, positions in enumerate(trainer.positions):
+        assert len(set(positions)) == len(positions) == 4
+        region = trainer.slots[slot]
+        assert positions[0] == tuple(int(s) for s in region.seed_vox)
+        for later in positions[1:]:
+            delta = (np.asarray(later) - region.seed_vox) / step
+            assert np.allclose(delta, np.round(delta))  # on the move lattice
+    # The mask input of the later steps carries the network's own predictions.
+    assert np.any(np.isclose(model.trained[-1][1], 0.99))
+
+
+def test_moving_training_replaces_exhausted_regions(tiny_volumes):
+    trainer, model, _ = _moving_trainer(tiny_volumes, 0.01)
+    try:
+        trainer.step()
+        first = list(trainer.slots)
+        trainer.step()
+    finally:
+        trainer.close()
+    assert all(a is not b for a, b in zip(first, trainer.slots))
+    assert trainer.next_draw == 2 * trainer.batch_size
+
+
+def test_moving_training_targets_are_the_label_under_the_fov(tiny_volumes):
+    trainer, model, _ = _moving_trainer(tiny_volumes, 0.99)
+    try:
+        requests, (images, masks), targets = trainer.next_batch()
+    finally:
+        trainer.close()
+    for r, target in zip(requests, targets):
+        half = np.asarray(FOV) // 2
+        lo = np.asarray(r.center_vox) - half
+        sl = tuple(slice(int(a), int(a) + s) for a, s in zip(lo, FOV))
+        expected = soften(np.asarray(r.region.target)[sl], 0.95, 0.05)
+        np.testing.assert_array_equal(target[..., 0], expected)
+
+
+# ---------------------------------------------------------------- train_network
+
+
+@pytest.mark.slow
+def test_train_network_writes_model_config_history_plot_and_checkpoints(tiny_volumes, tmp_path):
+    from diluvian.network import read_model_settings
+    from diluvian.training import train_network
+
+    config = _tiny_config(total_epochs=2)
+    base = tmp_path / "out" / "m"
+    result = train_network(volumes=tiny_volumes, model_output_filebase=str(base),
+                           model_checkpoint_file=str(tmp_path / "model.{epoch:02d}.keras"),
+                           metric_plot=True, config=config, progress=False)
+    for suffix in (".keras", ".toml", ".csv", ".png"):
+        assert (tmp_path / "out" / f"m{suffix}").exists()
+    assert (tmp_path / "model.01.keras").exists() and (tmp_path / "model.02.keras").exists()
+    with open(tmp_path / "out" / "m.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert {"loss", "val_loss", "val_binary_f_score"} <= set(rows[0])
+    assert Config.from_toml(tmp_path / "out" / "m.toml").training.training_size == 16
+    assert read_model_settings(tmp_path / "out" / "m.keras")["input_fov_shape"] == FOV
+    assert len(result.history) == 2
+
+
+@pytest.mark.slow
+def test_moving_training_runs_through_train_network(tiny_volumes, tmp_path):
+    from diluvian.training import train_network
+
+    config = _tiny_config(model={"training_subv_shape": [9, 25, 25]})
+    result = train_network(volumes=tiny_volumes, model_output_filebase=str(tmp_path / "m"),
+                           config=config, progress=False)
+    assert len(result.history) == 1
+    assert (tmp_path / "m.keras").exists()
+
+
+@pytest.mark.slow
+def test_tensorboard_logs_are_written_beside_the_model(tiny_volumes, tmp_path):
+    pytest.importorskip("tensorboard")
+    from diluvian.training import train_network
+
+    train_network(volumes=tiny_volumes, model_output_filebase=str(tmp_path / "m"),
+                  tensorboard=True, config=_tiny_config(), progress=False)
+    assert any((tmp_path / "m-logs").iterdir())
+
+
+@pytest.mark.slow
+def test_interrupt_saves_the_last_completed_epoch(tiny_volumes, tmp_path, monkeypatch):
+    from diluvian.training import train_network
+    from diluvian.training.validation import ValidationSet
+
+    calls = []
+    evaluate = ValidationSet.evaluate
+
+    def interrupting(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return evaluate(self, *args, **kwargs)
+
+    monkeypatch.setattr(ValidationSet, "evaluate", interrupting)
+    config = _tiny_config(total_epochs=3)
+    with pytest.raises(KeyboardInterrupt):
+        train_network(volumes=tiny_volumes, model_output_filebase=str(tmp_path / "m"),
+                      config=config, progress=False)
+    assert (tmp_path / "m-interrupted.keras").exists()
+
+
+@pytest.mark.slow
+def test_early_abort_stops_and_restarts_under_a_new_seed(tiny_volumes, tmp_path, monkeypatch):
+    from diluvian.training import train, train_network
+
+    monkeypatch.setattr(train, "MAX_EARLY_RESTARTS", 1)
+    config = _tiny_config(total_epochs=3, early_abort_epoch=1, early_abort_loss=0.0)
+    result = train_network(volumes=tiny_volumes, model_output_filebase=str(tmp_path / "m"),
+                           config=config, progress=False)
+    assert result.aborted and len(result.history) == 1
+    result = train_network(volumes=tiny_volumes, model_output_filebase=str(tmp_path / "m"),
+                           early_restart=True, config=config, progress=False)
+    assert result.random_seed == config.random_seed + 1
+
+
+@pytest.mark.slow
+def test_small_network_beats_all_foreground_and_all_background(voronoi_volumes, tmp_path):
+    from diluvian.training import train_network
+    from diluvian.training.validation import ValidationSet
+    from diluvian.util import binary_f_score
+
+    settings = _tiny_settings(training_size=200, validation_size=8, gpu_batch_size=8,
+                              total_epochs=10, label_erosion=[0, 0, 0])
+    settings["model"]["t_move"] = 0.5
+    settings["network"].update(convolution_filters=8, dropout_probability=0.0)
+    config = Config([settings])
+    config.optimizer = OptimizerConfig({"klass": "Adam", "learning_rate": 0.003,
+                                        "loss": "binary_crossentropy"})
+    result = train_network(volumes=voronoi_volumes, model_output_filebase=str(tmp_path / "m"),
+                           config=config, progress=False)
+    _, validation = partition_volumes(voronoi_volumes, config=config)
+    labels = [s.label_mask for s in ValidationSet(validation, config).subvolumes]
+    all_fg = np.mean([binary_f_score(m, np.ones_like(m), beta=0.5) for m in labels])
+    all_bg = np.mean([binary_f_score(m, np.zeros_like(m), beta=0.5) for m in labels])
+    assert result.best_metric > all_fg
+    assert result.best_metric > all_bg
+
+
+@pytest.mark.slow
+def test_validate_model_reports_each_volume_and_overall(tiny_volumes, tmp_path, capsys):
+    from diluvian.training import train_network, validate_model
+
+    config = _tiny_config()
+    train_network(volumes=tiny_volumes, model_output_filebase=str(tmp_path / "m"),
+                  config=config, progress=False)
+    result = validate_model(tmp_path / "m.keras", tiny_volumes, config=config, progress=False)
+    again = validate_model(tmp_path / "m.keras", tiny_volumes, config=config, progress=False)
+    assert again["metric"] == result["metric"]  # fixed seeded validation subvolumes
+    assert set(result["volumes"]) == {"vol_a", "vol_b"}
+    assert result["volumes"]["vol_a"]["count"] == 4
+    assert 0.0 <= result["metric"] <= 1.0 and result["loss"] > 0
+    out = capsys.readouterr().out
+    assert "overall" in out and "vol_b" in out
+
+
+@pytest.mark.slow
+def test_training_continues_from_a_saved_model(tiny_volumes, tmp_path):
+    from diluvian.network import load_model
+    from diluvian.training import train_network
+
+    config = _tiny_config()
+    first = train_network(volumes=tiny_volumes, model_output_filebase=str(tmp_path / "a"),
+                          config=config, progress=False)
+    saved = load_model(tmp_path / "a.keras").get_weights()
+    second = train_network(model_file=tmp_path / "a.keras", volumes=tiny_volumes,
+                           model_output_filebase=str(tmp_path / "b"), config=config,
+                           progress=False)
+    assert first.model is not second.model
+    assert (tmp_path / "b.keras").exists()
+    # Training started from the saved weights: they changed, but only a little.
+    after = second.model.get_weights()
+    assert any(not np.array_equal(a, b) for a, b in zip(saved, after))
+
+
+@pytest.mark.slow
+def test_train_cli_with_tiny_config_exits_zero(tiny_volumes, tmp_path, monkeypatch):
+    import tomli_w
+
+    from diluvian.__main__ import main
+
+    h5py = pytest.importorskip("h5py")
+    image = tiny_volumes["vol_a"].image_data
+    labels = tiny_volumes["vol_a"].label_data
+    with h5py.File(tmp_path / "tiny.h5", "w") as f:
+        f["raw"] = image
+        f["labels"] = labels
+        f["raw"].attrs["resolution"] = [40, 16, 16]
+        f["labels"].attrs["resolution"] = [40, 16, 16]
+    (tmp_path / "data.toml").write_text(tomli_w.dumps({"dataset": [{
+        "name": "tiny", "hdf5_file": "tiny.h5", "image_dataset": "raw",
+        "label_dataset": "labels", "resolution": [40, 16, 16]}]}))
+    (tmp_path / "config.toml").write_text(tomli_w.dumps(_tiny_settings()))
+    monkeypatch.chdir(tmp_path)
+    status = main(["train", "-c", "config.toml", "-v", "data.toml", "-mo", "cli-model"])
+    assert status == 0
+    assert (tmp_path / "cli-model.keras").exists() and (tmp_path / "cli-model.csv").exists()
