@@ -331,6 +331,21 @@ def test_cli_fill_writes_resumable_segmentation(tmp_path, tiny_model):
     assert volume.label_data.dtype == np.uint64
 
 
+@pytest.mark.slow
+def test_cli_fill_blockwise_writes_segmentation_and_zarr_store(tmp_path, tiny_model):
+    dataset = _dataset(tmp_path)
+    out = tmp_path / "blk_{volume}"
+    result = _run("fill", str(out), "-m", tiny_model, "-v", dataset, "--seed-generator", "grid",
+                  "--max-moves", "3", "--block-shape", "8", "16", "16",
+                  "--block-overlap", "2", "4", "4", "--workers", "1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    h5, toml = segmentation_paths(str(out), "blobs")
+    assert h5.exists() and toml.exists()
+    assert list(tmp_path.glob("blk_blobs*.zarr"))
+    with h5py.File(h5) as f:
+        assert f["volumes/labels/neuron_ids"].shape == blob_labels().shape
+
+
 def test_cli_fill_with_corrupt_model_exits_2(tmp_path):
     bad = tmp_path / "bad.keras"
     bad.write_bytes(b"garbage")
