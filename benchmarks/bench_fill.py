@@ -12,7 +12,12 @@ Run ``python benchmarks/bench_fill.py`` (about 2 minutes on 2 cores). It prints:
     model, VOI split/merge and adapted Rand error (skimage.metrics, every voxel
     counted) next to FFN's own published segmentation of the second Z half,
     and for a 96^3 crop our network evaluations and time next to FFN's code on
-    2 cores.
+    2 cores (with our defaults, and with FFN's rule of FOVs inside the volume);
+(d) reduced precision: bare-model time per FOV in float32 over that under the
+    ``auto`` dtype policy (bfloat16 on CPUs with native bfloat16), and the
+    largest difference of their predicted probabilities.
+
+``--dtype-policy`` sets ``[fill] dtype_policy`` for (a)-(c) (default ``auto``).
 
 Parts (a) and (b) use the imported FFN model on a centred crop of FIB-25 when
 ``../shared`` is there, else a tiny Keras model on a synthetic volume.
@@ -42,7 +47,7 @@ FFN_PUBLISHED = {"voi_split": 0.889, "voi_merge": 0.942, "arand": 0.103}
 FFN_PEER_96 = {"objects": 63, "evaluations": 660, "seconds": 97.0}
 
 
-def ffn_model(workdir: Path):
+def ffn_model(workdir: Path, dtype_policy: str = "auto"):
     from diluvian.config import Config
     from diluvian.fill import load_fill_model
     from diluvian.network import import_ffn_checkpoint
@@ -50,8 +55,40 @@ def ffn_model(workdir: Path):
     path = workdir / "ffn_fib25.keras"
     if not path.exists():
         import_ffn_checkpoint(CHECKPOINT, path)
-    config = Config([{"volume": {"resolution": [10, 10, 10]}}])
+    config = Config([{"volume": {"resolution": [10, 10, 10]},
+                      "fill": {"dtype_policy": dtype_policy}}])
     return load_fill_model(path, config), config
+
+
+def precision_gain(workdir: Path, batch: int = 1, repeats: int = 5) -> None:
+    """(d): float32 over the ``auto`` policy, per FOV, measured alternately."""
+    from diluvian.network import resolve_dtype_policy
+
+    policy = resolve_dtype_policy("auto")
+    if policy is None:
+        print("(d) reduced precision: the 'auto' dtype policy is float32 on this machine")
+        return
+    full, config = ffn_model(workdir, "float32")
+    reduced, _ = ffn_model(workdir, "auto")
+    fov = tuple(int(s) for s in config.model.input_fov_shape)
+    rng = np.random.default_rng(0)
+    x = [rng.random((batch, *fov, 1), dtype=np.float32),
+         np.full((batch, *fov, 1), 0.05, np.float32)]
+    x[1][:, 12:21, 12:21, 12:21] = 0.95
+    out = {}
+    seconds = {"full": 0.0, "reduced": 0.0}
+    for name, model in (("full", full), ("reduced", reduced)):
+        out[name] = np.asarray(model.predict_on_batch(x))  # warm-up
+    for _ in range(repeats):
+        for name, model in (("full", full), ("reduced", reduced)):
+            start = time.perf_counter()
+            model.predict_on_batch(x)
+            seconds[name] += time.perf_counter() - start
+    per = {k: v / (repeats * batch) for k, v in seconds.items()}
+    print(f"(d) reduced precision ({policy}), batch {batch}: float32 {per['full'] * 1e3:.0f} "
+          f"ms/FOV, {policy} {per['reduced'] * 1e3:.0f} ms/FOV -> speed-up "
+          f"{per['full'] / per['reduced']:.2f}x; largest probability difference "
+          f"{np.abs(out['full'] - out['reduced']).max():.4f}")
 
 
 def tiny_model():
@@ -123,13 +160,13 @@ def bare_gain(model, config, batch: int, repeats: int = 2) -> float:
     return per_fov[1] / per_fov[batch]
 
 
-def fill_once(model, volume, config, batch: int, seeds=None, progress: bool = False):
+def fill_once(model, volume, config, batch: int, seeds=None, progress: bool = False, **options):
     from diluvian.fill import fill_volume_with_model
 
     recorder = Recorder(model)
     start = time.perf_counter()
     labels, stats = fill_volume_with_model(recorder, volume, seeds=seeds, move_batch_size=batch,
-                                           progress=progress, config=config)
+                                           progress=progress, config=config, **options)
     return labels, stats, time.perf_counter() - start, recorder.sizes
 
 
@@ -163,7 +200,9 @@ def main(argv=None) -> int:
                         help="Also run (c): a crop edge in voxels (e.g. 96) or 'half'.")
     parser.add_argument("--fib25-batch", type=int, default=1,
                         help="move_batch_size for (c) (default 1: on a CPU batches gain nothing).")
-    parser.add_argument("--skip-ab", action="store_true", help="Run only (c).")
+    parser.add_argument("--skip-ab", action="store_true", help="Run only (c) and (d).")
+    parser.add_argument("--dtype-policy", default="auto",
+                        help="[fill] dtype_policy for (a)-(c) (default 'auto').")
     args = parser.parse_args(argv)
 
     from diluvian.preprocessing import make_seeds
@@ -174,7 +213,7 @@ def main(argv=None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench_fill."))
     if not args.skip_ab:
         if have_shared:
-            model, config = ffn_model(workdir)
+            model, config = ffn_model(workdir, args.dtype_policy)
             image, _ = fib25_crop(args.crop)
             what = f"FFN model, FIB-25 {args.crop}^3 crop"
             resolution = [10, 10, 10]
@@ -201,11 +240,13 @@ def main(argv=None) -> int:
               f"{np.mean(sizes_b):.1f}) -> speed-up {wall_1 / wall_b:.2f}x; bare model "
               f"per-FOV gain of batch {args.batch} over 1: {bare_gain(model, config, args.batch):.2f}x")
 
+    if have_shared:
+        precision_gain(workdir)
     if args.fib25:
         if not have_shared:
             print("(c) skipped: ../shared is not available")
             return 0
-        model, config = ffn_model(workdir)
+        model, config = ffn_model(workdir, args.dtype_policy)
         half = args.fib25 == "half"
         image, truth = fib25_crop(None if half else int(args.fib25), half=half)
         volume = NdarrayVolume([10, 10, 10], image_data=image)
@@ -213,9 +254,10 @@ def main(argv=None) -> int:
                                                progress=True)
         s = scores(truth, labels)
         where = "z 125-250" if half else f"centred {args.fib25}^3 crop"
-        print(f"(c) FIB-25 {where}: {stats.bodies} bodies, {stats.moves} network evaluations "
-              f"({stats.wasted_moves} wasted), {wall:.1f} s, "
-              f"{stats.labelled_voxels / labels.size:.1%} labelled")
+        print(f"(c) FIB-25 {where}, dtype policy {config.fill.dtype_policy}: {stats.bodies} "
+              f"bodies, {stats.moves} network evaluations ({stats.blocked_moves} moves into "
+              f"committed bodies skipped, {stats.weak_seeds} regions stopped on a weak seed), "
+              f"{wall:.1f} s, {stats.labelled_voxels / labels.size:.1%} labelled")
         print(f"    {'':14s}{'ours':>8s}{'FFN (z 125-250)':>18s}")
         for key, name in (("voi_split", "VOI split"), ("voi_merge", "VOI merge"),
                           ("arand", "adapted Rand")):
@@ -223,10 +265,19 @@ def main(argv=None) -> int:
         if not half and int(args.fib25) == 96:
             p = FFN_PEER_96
             print(f"    96^3 peer (FFN code, 2 cores): {p['objects']} objects, "
-                  f"{p['evaluations']} evaluations, {p['seconds']:.0f} s; ours: "
-                  f"{stats.bodies} objects, {stats.moves} evaluations, {wall:.0f} s "
-                  f"(evaluations ratio {stats.moves / p['evaluations']:.2f}, "
+                  f"{p['evaluations']} evaluations, {p['seconds']:.0f} s")
+            print(f"    ours, defaults: {stats.bodies} objects, {stats.moves} evaluations, "
+                  f"{wall:.0f} s (evaluations ratio {stats.moves / p['evaluations']:.2f}, "
                   f"time ratio {wall / p['seconds']:.2f})")
+            # FFN keeps every FOV inside the volume: the same rule here.
+            labels_c, stats_c, wall_c, _ = fill_once(model, volume, config, args.fib25_batch,
+                                                     full_context=True)
+            sc = scores(truth, labels_c)
+            print(f"    ours, full_context (FFN's margin rule): {stats_c.bodies} objects, "
+                  f"{stats_c.moves} evaluations, {wall_c:.0f} s (evaluations ratio "
+                  f"{stats_c.moves / p['evaluations']:.2f}, time ratio "
+                  f"{wall_c / p['seconds']:.2f}); VOI split {sc['voi_split']:.3f}, merge "
+                  f"{sc['voi_merge']:.3f}, adapted Rand {sc['arand']:.3f}")
     return 0
 
 

@@ -3,16 +3,20 @@
 Both runs train the same network, shapes and batch size, measured side by
 side in one process, and print the ratio (aim: at least 0.9, i.e. data
 generation hides behind the training step). The pipeline run uses the
-default configuration's augmentations and ``num_workers``.
+default configuration's augmentations and ``num_workers`` and, by default,
+the ``tf.data`` pipeline ``diluvian train`` uses (``make_tf_dataset``, with
+prefetching); ``--pipeline py`` measures the ``keras.utils.PyDataset``
+(``make_py_dataset``), for which Keras turns tf.data prefetching off.
 
 Usage::
 
     python benchmarks/bench_training.py                   # tiny U-Net: the pipeline's share shows
     python benchmarks/bench_training.py --unet --steps 4  # default U-Net (minutes on CPU)
     python benchmarks/bench_training.py --batch 32 --steps 20
+    python benchmarks/bench_training.py --pipeline py     # the PyDataset, for comparison
 
-Measured on the shared 2-core CPU machine (load average ~8, so noisy):
-tiny U-Net, FOV [13, 33, 33], batch 8, 4 workers: arrays 106 samples/s,
+Measured on the shared 2-core CPU machine (load average ~8, so noisy), with
+the PyDataset pipeline training used then: tiny U-Net, FOV [13, 33, 33], batch 8, 4 workers: arrays 106 samples/s,
 pipeline 92 samples/s, ratio 0.87 (0.97 and 1.4 in earlier single runs);
 default U-Net, batch 8: arrays 1.7 samples/s, pipeline 1.5 samples/s,
 ratio 0.88. Data generation alone runs at 1,300-2,900 samples/s on one
@@ -71,11 +75,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12, help="timed steps per run (plus 2 warm-up)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median)")
     parser.add_argument("--workers", type=int, default=None, help="num_workers (default: config)")
+    parser.add_argument("--pipeline", choices=("tf", "py"), default="tf",
+                        help="tf: make_tf_dataset (what training uses); py: make_py_dataset")
     args = parser.parse_args()
 
     from diluvian.config import Config
     from diluvian.network import compile_network, make_network
-    from diluvian.training.data import TrainingData, make_py_dataset
+    from diluvian.training.data import TrainingData, make_py_dataset, make_tf_dataset
     from diluvian.volumes import partition_volumes
 
     settings = {"training": {"gpu_batch_size": args.batch}}
@@ -91,7 +97,7 @@ def main() -> None:
     t = config.training
     fov = config.model.input_fov_shape.tolist()
     print(f"network: {config.network.factory if args.unet else 'tiny U-Net'}, FOV {fov}, batch "
-          f"{t.batch_size}, workers {t.num_workers}, augmentations "
+          f"{t.batch_size}, workers {t.num_workers}, pipeline {args.pipeline}, augmentations "
           f"{[type(a).__name__ for a in data.augmentations]}")
 
     # Same model (weights reset between runs would not change the timing).
@@ -111,9 +117,13 @@ def main() -> None:
         model.fit([x_img, x_mask], y, batch_size=t.batch_size, epochs=1, shuffle=False,
                   verbose=0, callbacks=[timer])
         arrays_runs.append(timer.samples_per_s(t.batch_size))
-        dataset = make_py_dataset(data, workers=t.num_workers)
+        if args.pipeline == "tf":
+            dataset = make_tf_dataset(data, workers=t.num_workers).take(steps)
+        else:
+            dataset = make_py_dataset(data, workers=t.num_workers)
         timer = _timer()
-        model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[timer])
+        model.fit(dataset, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0,
+                  callbacks=[timer])
         pipeline_runs.append(timer.samples_per_s(t.batch_size))
     arrays, pipeline = float(np.median(arrays_runs)), float(np.median(pipeline_runs))
 

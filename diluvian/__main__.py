@@ -81,6 +81,11 @@ def _add_fill_arguments(parser: argparse.ArgumentParser) -> None:
         "--remask-interval", dest="remask_interval", default=None, type=int,
         help="Interval in moves to reset filling region mask based on the seeded connected "
              "component.")
+    parser.add_argument(
+        "--dtype-policy", dest="dtype_policy", default=None,
+        choices=("auto", "float32", "bfloat16", "mixed_bfloat16", "float16", "mixed_float16"),
+        help="Numeric precision of the network while filling (overrides [fill] dtype_policy); "
+             "'auto': bfloat16 on CPUs with native bfloat16, mixed float16 on a GPU.")
 
 
 def _add_bounds_moves_argument(parser: argparse.ArgumentParser) -> None:
@@ -117,7 +122,8 @@ def _make_main_parser() -> argparse.ArgumentParser:
              "training with a new random seed.")
     train.add_argument(
         "--tensorboard", action="store_true", dest="tensorboard", default=False,
-        help="Output tensorboard log files while training (limited to network graph).")
+        help="Write TensorBoard event files to BASE-logs/ (loss, learning rate and "
+             "validation metric per epoch).")
     train.add_argument(
         "--viewer", action="store_true", dest="viewer", default=False,
         help="Create a neuroglancer viewer for a training sample at the end of training.")
@@ -301,6 +307,42 @@ def _make_main_parser() -> argparse.ArgumentParser:
         help="Set the logging level.")
     import_ffn.set_defaults(handler=_cmd_import_ffn)
 
+    # export-precomputed
+    export = commandparsers.add_parser(
+        "export-precomputed",
+        help="Export a segmentation as a neuroglancer precomputed volume.",
+        description="Write the labels of a blockwise fill zarr store (OUT.zarr), or of the "
+                    "HDF5 file or dataset TOML written by `diluvian fill`, as a neuroglancer "
+                    "precomputed segmentation folder (info file and raw uint64 chunks), "
+                    "chunk by chunk, under a temporary name renamed when complete.")
+    export.add_argument(
+        "input", help="Blockwise fill zarr store (folder), HDF5 file (.h5/.hdf5) or dataset "
+                      "TOML (.toml) holding the labels.")
+    export.add_argument(
+        "output_dir", help="Precomputed folder to create; serve it and open it in neuroglancer "
+                           "as precomputed://URL.")
+    export.add_argument(
+        "--dataset", dest="dataset", default=None,
+        help="Path of the label array inside an HDF5 file or zarr store (default: "
+             "volumes/labels/neuron_ids in HDF5, labels in zarr).")
+    export.add_argument(
+        "--volume", dest="volume_name", default=None,
+        help="Name of the [[dataset]] to export from a dataset TOML with several.")
+    export.add_argument(
+        "--resolution", dest="resolution", nargs=3, type=float, default=None,
+        metavar=("Z", "Y", "X"),
+        help="Voxel size in nm, Z Y X (default: the input's resolution attribute).")
+    export.add_argument(
+        "--chunk-size", dest="chunk_size", nargs=3, type=int, default=[64, 64, 64],
+        metavar=("Z", "Y", "X"), help="Chunk shape in voxels, Z Y X (default: 64 64 64).")
+    export.add_argument(
+        "--overwrite", action="store_true", default=False,
+        help="Replace an existing precomputed folder at OUTPUT_DIR.")
+    export.add_argument(
+        "-l", "--log", dest="log_level", choices=LOG_LEVELS, default="WARNING",
+        help="Set the logging level.")
+    export.set_defaults(handler=_cmd_export_precomputed)
+
     return parser
 
 
@@ -373,10 +415,16 @@ def _cmd_validate(args) -> int:
     return 0
 
 
+def _apply_dtype_policy(args, config) -> None:
+    if getattr(args, "dtype_policy", None) is not None:
+        config.fill.dtype_policy = args.dtype_policy
+
+
 def _cmd_fill(args) -> int:
     from .diluvian import fill_volumes_with_model
 
     config = _load_config(args)
+    _apply_dtype_policy(args, config)
     volumes = _load_volumes(args, config)
     fill_volumes_with_model(
         args.model_file,
@@ -409,6 +457,7 @@ def _cmd_sparse_fill(args) -> int:
     from .diluvian import fill_region_with_model
 
     config = _load_config(args)
+    _apply_dtype_policy(args, config)
     volumes = _load_volumes(args, config)
     fill_region_with_model(
         args.model_file,
@@ -478,6 +527,17 @@ def _cmd_import_ffn(args) -> int:
     from .network import import_ffn_checkpoint
 
     import_ffn_checkpoint(args.checkpoint, args.output)
+    return 0
+
+
+def _cmd_export_precomputed(args) -> int:
+    from .precomputed import export_precomputed
+
+    out = export_precomputed(args.input, args.output_dir, resolution=args.resolution,
+                             chunk_shape=args.chunk_size, dataset=args.dataset,
+                             volume=args.volume_name, overwrite=args.overwrite)
+    print(f"{out}: neuroglancer precomputed segmentation (serve the folder and open "
+          "precomputed://URL)")
     return 0
 
 

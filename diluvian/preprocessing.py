@@ -54,7 +54,8 @@ def grid_seeds(image, step_vox: int | Sequence[int] = 16, mask=None) -> np.ndarr
     """Seeds on a regular Z, Y, X lattice over the image.
 
     The lattice is centred: along each axis the points are ``step // 2,
-    step // 2 + step, ...`` shifted so the unused margin is split evenly.
+    step // 2 + step, ...`` shifted so the unused margin is split evenly;
+    an axis shorter than the step gets one point, its middle voxel.
 
     Parameters
     ----------
@@ -83,6 +84,10 @@ def grid_seeds(image, step_vox: int | Sequence[int] = 16, mask=None) -> np.ndarr
     axes = []
     for n, s in zip(shape, step):
         count = n // s
+        if count == 0 and n > 0:
+            # An axis shorter than the step still gets its middle voxel.
+            axes.append(np.array([n // 2], dtype=np.int64))
+            continue
         first = (n - count * s) // 2 + s // 2
         axes.append(first + s * np.arange(count, dtype=np.int64))
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)

@@ -139,10 +139,16 @@ def generate_subvolume_bounds(filename: str, volumes: dict, num_bounds: int,
 def _load_model(model_file, config):
     if model_file is None:
         raise DiluvianError("sparse filling needs a trained model file (-m MODEL_FILE)")
-    from .network import apply_model_settings, load_model, read_model_settings
+    from .network import (
+        apply_model_settings,
+        load_model,
+        read_model_settings,
+        resolve_dtype_policy,
+    )
 
     apply_model_settings(config, read_model_settings(model_file), source=str(model_file))
-    model = load_model(model_file, network_config=config.network)
+    model = load_model(model_file, network_config=config.network,
+                       dtype_policy=resolve_dtype_policy(config.fill.dtype_policy))
     in_shape = [int(s) for s in model.inputs[0].shape[1:4]]
     out_shape = [int(s) for s in model.outputs[0].shape[1:4]]
     want_in = config.model.input_fov_shape.tolist()

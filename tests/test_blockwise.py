@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tomllib
 
 import h5py
@@ -19,9 +18,8 @@ from diluvian.blockwise import (
     read_labels,
     write_store_hdf5,
 )
-from diluvian.blockwise.run import SCRATCH, STATE_ATTR
+from diluvian.blockwise.store import BLOCK_STATS, FINISHED, SCRATCH, STATE_ATTR
 from diluvian.config import Config
-from diluvian.precomputed import export_precomputed, read_precomputed_chunk
 from diluvian.util import DiluvianError
 from diluvian.volumes.base import NdarrayVolume
 
@@ -226,16 +224,64 @@ def test_rerun_refills_only_unfinished_blocks_with_identical_result(tmp_path, th
     # Forget two blocks, as if the run had died before they landed.
     group = zarr.open_group(str(path), mode="r+")
     state = dict(group.attrs[STATE_ATTR])
-    state["finished_blocks"] = [k for k in state["finished_blocks"] if k not in ("0_1_0", "1_1_1")]
     state["complete"] = False
     group.attrs[STATE_ATTR] = state
     layout = BlockLayout((16, 32, 32), (8, 16, 16), (2, 4, 4))
-    for key in ("0_1_0", "1_1_1"):
-        group[SCRATCH][layout.slot_slices(layout.block(map(int, key.split("_"))))] = 0
+    for index in ((0, 1, 0), (1, 1, 1)):
+        group[FINISHED][index] = 0
+        group[SCRATCH][layout.slot_slices(layout.block(index))] = 0
     group["labels"][...] = 0
     resumed = run_blockwise(path, thread_client, dense_seeds)
     assert resumed.filled_blocks == 2
     assert np.array_equal(read_labels(path), first)
+
+
+def test_landed_blocks_are_recorded_without_rewriting_the_state(tmp_path, thread_client,
+                                                                dense_seeds, monkeypatch):
+    import zarr
+
+    from diluvian.blockwise import finished_blocks, run
+
+    saves = []
+    original = run._save_state
+    monkeypatch.setattr(run, "_save_state", lambda g, s: (saves.append(1), original(g, s)))
+    result = run_blockwise(tmp_path / "out.zarr", thread_client, dense_seeds)
+    assert len(saves) == 1  # only the final outcome; blocks go to the progress arrays
+    group = zarr.open_group(str(result.store), mode="r")
+    assert finished_blocks(group).shape == (2, 2, 2) and finished_blocks(group).all()
+    assert "finished_blocks" not in group.attrs[STATE_ATTR]
+    names = group[BLOCK_STATS].attrs["fields"]
+    stats = np.asarray(group[BLOCK_STATS][...])
+    assert stats.shape == (2, 2, 2, len(names))
+    assert stats[..., names.index("bodies")].sum() == result.stats.bodies > 0
+    assert len(result.block_stats) == 8 and isinstance(result.stats.moves, int)
+
+
+def test_version_1_store_is_converted_and_resumed(tmp_path, thread_client, dense_seeds):
+    import zarr
+
+    path = tmp_path / "out.zarr"
+    first = run_blockwise(path, thread_client, dense_seeds)
+    expected = read_labels(path)
+    # Rewrite the store as version 1 wrote it: progress in the attributes, one block missing.
+    group = zarr.open_group(str(path), mode="r+")
+    keys = sorted(first.block_stats)
+    state = dict(group.attrs[STATE_ATTR])
+    state["settings"]["version"] = 1
+    state["complete"] = False
+    state["finished_blocks"] = keys[1:]
+    state["block_stats"] = {k: first.block_stats[k] for k in keys[1:]}
+    group.attrs[STATE_ATTR] = state
+    del group[FINISHED]
+    del group[BLOCK_STATS]
+    group["labels"][...] = 0
+    resumed = run_blockwise(path, thread_client, dense_seeds)
+    assert resumed.filled_blocks == 1
+    assert np.array_equal(read_labels(path), expected)
+    assert resumed.stats.bodies == first.stats.bodies
+    group = zarr.open_group(str(path), mode="r")
+    assert group.attrs[STATE_ATTR]["settings"]["version"] == 2
+    assert "finished_blocks" not in group.attrs[STATE_ATTR]
 
 
 def test_store_made_with_other_settings_is_refused(tmp_path, thread_client, dense_seeds):
@@ -270,36 +316,18 @@ def test_store_exports_to_hdf5_and_dataset_toml(tmp_path, thread_client, dense_s
     assert np.array_equal(labels, expected)
 
 
-# --------------------------------------------------------------------------
-# Neuroglancer precomputed export
-# --------------------------------------------------------------------------
+def test_finished_store_exports_to_precomputed_through_the_cli(tmp_path, thread_client,
+                                                               dense_seeds):
+    from diluvian.__main__ import main
+    from diluvian.precomputed import read_precomputed
 
-
-def test_precomputed_export_round_trips_chunks(tmp_path):
-    import zarr
-
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 2**40, size=(10, 12, 14), dtype=np.uint64)
-    group = zarr.open_group(str(tmp_path / "s.zarr"), mode="w")
-    arr = group.create_array("labels", shape=labels.shape, chunks=(5, 6, 7), dtype="uint64")
-    arr[...] = labels
-    arr.attrs["resolution"] = [40, 4, 4]
-    out = export_precomputed(tmp_path / "s.zarr", tmp_path / "ng", chunk_shape=(4, 8, 8),
-                             progress=False)
-    info = json.loads((out / "info").read_text())
-    scale = info["scales"][0]
-    assert info["type"] == "segmentation" and info["data_type"] == "uint64"
-    assert scale["size"] == [14, 12, 10] and scale["resolution"] == [4, 4, 40]
-    assert scale["chunk_sizes"] == [[8, 8, 4]] and scale["encoding"] == "raw"
-    assert (out / scale["key"] / "8-14_8-12_8-10").stat().st_size == 6 * 4 * 2 * 8
-    assert np.array_equal(read_precomputed_chunk(out, (8, 8, 8), (10, 12, 14)),
-                          labels[8:10, 8:12, 8:14])
-    assert np.array_equal(read_precomputed_chunk(out, (0, 0, 0), (4, 8, 8)), labels[:4, :8, :8])
-
-
-def test_precomputed_export_needs_a_resolution(tmp_path):
-    with pytest.raises(DiluvianError, match="resolution"):
-        export_precomputed(np.zeros((2, 2, 2), np.uint64), tmp_path / "ng", progress=False)
+    result = run_blockwise(tmp_path / "out.zarr", thread_client, dense_seeds)
+    out = tmp_path / "out_ng"
+    assert main(["export-precomputed", str(result.store), str(out),
+                 "--chunk-size", "8", "8", "8"]) == 0
+    exported = read_precomputed(out)
+    assert np.array_equal(exported, read_labels(result.store))
+    assert same_partition(exported, crossing_labels())
 
 
 # --------------------------------------------------------------------------
@@ -350,9 +378,11 @@ def test_blockwise_fill_command_on_worker_processes_resumes_identically(tmp_path
 
     group = zarr.open_group(str(store), mode="r+")
     state = dict(group.attrs[STATE_ATTR])
-    state["finished_blocks"] = state["finished_blocks"][:1]
     state["complete"] = False
     group.attrs[STATE_ATTR] = state
+    flags = np.zeros(group[FINISHED].shape, dtype=np.uint8)
+    flags.flat[0] = 1
+    group[FINISHED][...] = flags
     run._MODELS.clear()
     fill_volumes_blockwise(tiny_model, {"blobs": volume}, out, processes=False, **kwargs)
     assert np.array_equal(read_labels(store), first)

@@ -122,20 +122,81 @@ def test_seed_inside_committed_body_is_skipped():
 
 def test_same_labels_for_any_move_batch_size():
     truth = touching_labels()
-    one, _ = fill(truth, greedy_oracle, move_batch_size=1)
-    four, stats4 = fill(truth, greedy_oracle, move_batch_size=4)
-    full, stats_full = fill(truth, greedy_oracle, move_batch_size=4, fill_batches=True)
+    # Skipping moves into committed bodies depends on when bodies commit: off here.
+    one, _ = fill(truth, greedy_oracle, move_batch_size=1, skip_committed=False)
+    four, stats4 = fill(truth, greedy_oracle, move_batch_size=4, skip_committed=False)
+    full, stats_full = fill(truth, greedy_oracle, move_batch_size=4, fill_batches=True,
+                            skip_committed=False)
     np.testing.assert_array_equal(one, four)
     np.testing.assert_array_equal(one, full)
     assert stats4.predict_calls < stats4.moves
     assert stats_full.moves / stats_full.predict_calls >= stats4.moves / stats4.predict_calls
 
 
+def test_skip_committed_saves_evaluations_and_keeps_segmentation():
+    truth = touching_labels()
+    seeds = grid_seeds(truth.shape)[::-1]  # bright object 2 before the merging dark object 1
+    plain, stats_plain = fill(truth, greedy_oracle, seeds=seeds, shuffle_seeds=False,
+                              skip_committed=False)
+    skipping, stats = fill(truth, greedy_oracle, seeds=seeds, shuffle_seeds=False,
+                           skip_committed=True)
+    np.testing.assert_array_equal(skipping, plain)
+    assert stats.blocked_moves > 0
+    assert stats.moves < stats_plain.moves
+
+
+def test_full_context_keeps_fov_centres_off_the_faces():
+    truth = blob_labels()
+    centres = []
+
+    def recording(images, masks):
+        return exact_oracle(images, masks)
+
+    from diluvian.regions import Region
+
+    original = Region.apply
+
+    def apply(self, request, prediction, **kwargs):
+        if request.position != (0, 0, 0):
+            centres.append(request.center_vox)
+        return original(self, request, prediction, **kwargs)
+
+    Region.apply = apply
+    try:
+        labels, stats = fill(truth, recording, full_context=True)
+    finally:
+        Region.apply = original
+    half = [f // 2 for f in FOV]
+    assert centres
+    assert all(h <= c < n - h for centre in centres
+               for c, h, n in zip(centre, half, truth.shape))
+    assert stats.bodies == 4
+
+
+def test_dtype_policy_resolution():
+    from diluvian.network import cpu_has_native_bfloat16, resolve_dtype_policy
+
+    assert cpu_has_native_bfloat16("processor: 0\nflags\t: fpu avx2 avx512_bf16 sse\n")
+    assert cpu_has_native_bfloat16("flags : amx_bf16 amx_tile\n")
+    assert not cpu_has_native_bfloat16("flags : fpu avx2 avx512f\n")
+    assert resolve_dtype_policy("float32") is None
+    assert resolve_dtype_policy(None) is None
+    assert resolve_dtype_policy("mixed_bfloat16") == "mixed_bfloat16"
+    import tensorflow as tf
+
+    auto = resolve_dtype_policy("auto")
+    if tf.config.list_physical_devices("GPU"):
+        assert auto == "mixed_float16"
+    else:
+        assert auto == ("bfloat16" if cpu_has_native_bfloat16() else None)
+
+
 def test_first_body_keeps_overlapping_voxels():
     truth = touching_labels()
     # Seed in object 2 (brighter) first, then object 1, which also claims object 2.
     seeds = np.array([[5, 7, 23], [5, 7, 7]])
-    labels, stats = fill(truth, greedy_oracle, seeds=seeds, shuffle_seeds=False)
+    labels, stats = fill(truth, greedy_oracle, seeds=seeds, shuffle_seeds=False,
+                         skip_committed=False)
     assert labels[5, 7, 23] == 1 and labels[5, 7, 7] == 2
     assert np.all(labels[truth == 2] == 1)
     assert stats.overlap_voxels == int(np.count_nonzero(truth == 2))
@@ -407,3 +468,91 @@ def test_fill_functions_resolve_from_diluvian_diluvian():
 
     assert diluvian.fill_volumes_with_model is fill_volumes_with_model
     assert diluvian.fill_volume_with_model is fill_volume_with_model
+
+
+def _many_boxes() -> np.ndarray:
+    """An 8x64x96 volume of 4x6 = 24 separate boxes (ids 1..24)."""
+    labels = np.zeros((8, 64, 96), dtype=np.uint64)
+    n = 0
+    for y in range(4):
+        for x in range(6):
+            n += 1
+            labels[1:7, y * 16 + 1:y * 16 + 15, x * 16 + 1:x * 16 + 15] = n
+    return labels
+
+
+@pytest.mark.slow
+def test_cli_fill_interrupted_by_sigint_then_resumed_equals_uninterrupted(tmp_path):
+    """SIGINT to ``diluvian fill`` checkpoints; ``--resume-file`` finishes the same segmentation."""
+    import keras
+
+    from diluvian.network import save_model
+    from diluvian.network.io import model_settings_from_config
+    from diluvian.volumes.hdf5 import HDF5Volume
+
+    config = small_config()
+    image = keras.Input((*FOV, 1), name="image_input")
+    mask = keras.Input((*FOV, 1), name="mask_input")
+    x = keras.layers.Concatenate()([image, mask])
+    # Bright voxels (the boxes) -> 0.998, background -> 0.047: one body per box.
+    out = keras.layers.Conv3D(1, 1, activation="sigmoid", name="mask_output",
+                              kernel_initializer=keras.initializers.Constant([[[[[60.0], [0.0]]]]]),
+                              bias_initializer=keras.initializers.Constant(-3.0))(x)
+    model_file = tmp_path / "boxes.keras"
+    save_model(keras.Model([image, mask], out), model_file, model_settings_from_config(config))
+    truth = _many_boxes()
+    HDF5Volume.write_file(tmp_path / "boxes.h5", [40, 16, 16],
+                          image_data=np.where(truth > 0, 200, 0).astype(np.uint8), label_data=truth)
+    dataset = tmp_path / "boxes.toml"
+    dataset.write_text('[[dataset]]\nname = "boxes"\nhdf5_file = "boxes.h5"\n'
+                       'image_dataset = "volumes/raw"\n'
+                       'label_dataset = "volumes/labels/neuron_ids"\n')
+    conf = tmp_path / "conf.toml"
+    conf.write_text("[fill]\ncheckpoint_interval = 1\n")
+    common = ["-m", model_file, "-v", dataset, "-c", conf, "--seed-generator", "grid"]
+
+    whole = _run("fill", str(tmp_path / "whole_{volume}"), *common, cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr
+    whole_h5, _ = segmentation_paths(str(tmp_path / "whole_{volume}"), "boxes")
+    with h5py.File(whole_h5) as f:
+        expected = f["volumes/labels/neuron_ids"][...]
+    n_bodies = len(np.unique(expected)) - 1
+    assert n_bodies == 24
+    assert relabel_equal(expected, truth)
+
+    out = str(tmp_path / "cut_{volume}")
+    h5, toml = segmentation_paths(out, "boxes")
+    proc = subprocess.Popen([sys.executable, "-m", "diluvian", "fill", out, *map(str, common)],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    import time
+
+    deadline = time.monotonic() + 240
+    while not toml.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "diluvian fill: interrupted"
+    state = read_fill_checkpoint(toml)[1]
+    assert 0 < state.stats.bodies < n_bodies and not state.stats.complete
+
+    resumed = _run("fill", out, *common, "--resume-file", toml, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    with h5py.File(h5) as f:
+        np.testing.assert_array_equal(f["volumes/labels/neuron_ids"][...], expected)
+
+
+def test_fill_model_runs_under_configured_dtype_policy(tiny_model):
+    from diluvian.fill import load_fill_model
+
+    config = small_config(dtype_policy="bfloat16")
+    model = load_fill_model(tiny_model, config)
+    reference = load_fill_model(tiny_model, small_config(dtype_policy="float32"))
+    assert any(layer.dtype_policy.name == "bfloat16" for layer in model.layers)
+    assert all(layer.dtype_policy.name == "float32" for layer in reference.layers)
+    rng = np.random.default_rng(0)
+    x = [rng.random((2, *FOV, 1), dtype=np.float32), np.full((2, *FOV, 1), 0.5, np.float32)]
+    out = np.asarray(model.predict_on_batch(x))
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, np.asarray(reference.predict_on_batch(x)), atol=0.02)

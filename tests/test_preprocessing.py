@@ -62,7 +62,12 @@ def test_grid_seeds_respect_mask():
 
 def test_grid_seeds_of_empty_image_are_empty():
     assert grid_seeds(np.zeros((0, 5, 5)), step_vox=2).shape == (0, 3)
-    assert grid_seeds(np.zeros((1, 1, 1)), step_vox=2).shape == (0, 3)
+
+
+def test_grid_seeds_axis_shorter_than_step_gets_its_middle():
+    assert grid_seeds(np.zeros((1, 1, 1)), step_vox=2).tolist() == [[0, 0, 0]]
+    seeds = grid_seeds(np.zeros((8, 64, 96)), step_vox=16)
+    assert len(seeds) == 4 * 6 and set(seeds[:, 0]) == {4}
 
 
 def test_grid_seeds_reject_bad_step():

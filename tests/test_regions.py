@@ -305,6 +305,57 @@ def test_fill_reaches_volume_edges_with_centres_inside():
     assert all(0 <= c < n for centre in centres for c, n in zip(centre, shape))
 
 
+def test_move_margin_keeps_fov_centres_away_from_faces():
+    shape = (15, 18, 17)
+    image = np.full(shape, 128, np.uint8)
+    region = Region(image, seed_vox=(7, 9, 8), model_config=model_config(), move_margin=[C] * 3)
+    centres = []
+    region.fill(intensity_oracle(0.5),
+                stopping_callback=lambda r: centres.append(r.last_center_vox) and False)
+    assert len(centres) > 1
+    assert all(C <= c < n - C for centre in centres for c, n in zip(centre, shape))
+    # FOVs centred inside the margin still predict the voxels next to the faces.
+    assert region.get_final_mask()[1:-1, 1:-1, 1:-1].all()
+
+
+def test_blocked_voxels_stop_moves_centred_on_them(sphere_volume):
+    image, target = sphere_volume
+    seed = (12, 12, 12)
+    free = Region(image, seed_vox=seed, model_config=model_config())
+    free.fill(intensity_oracle(128 / 256))
+    blocked = np.zeros(image.shape, np.uint64)
+    blocked[:, :, 14:] = 7  # another body claims the +X part of the sphere
+    region = Region(image, seed_vox=seed, model_config=model_config(), blocked=blocked)
+    centres = []
+    region.fill(intensity_oracle(128 / 256),
+                stopping_callback=lambda r: centres.append(r.last_center_vox) and False)
+    assert region.num_blocked > 0
+    assert region.num_moves < free.num_moves
+    assert all(c[2] < 14 for c in centres)
+    with pytest.raises(DiluvianError, match="blocked voxels shape"):
+        Region(image, seed_vox=seed, model_config=model_config(), blocked=blocked[1:])
+
+
+def test_stop_weak_seed_ends_region_that_loses_its_seed(sphere_volume):
+    image, target = sphere_volume
+    seed = (12, 12, 12)
+
+    def forget_seed(images, masks):
+        # Everything is object except the FOV centre of the very first move.
+        out = np.full(images.shape, 0.95, np.float32)
+        first = np.all(masks[:, C + 1:, C + 1:, C + 1:] <= 0.05 + 1e-6, axis=(1, 2, 3))
+        out[first, C, C, C] = 0.05
+        return out
+
+    weak = Region(image, seed_vox=seed, model_config=model_config(), stop_weak_seed=True)
+    weak.fill(forget_seed)
+    assert weak.seed_weak and weak.stopped and not weak.early_termination
+    assert weak.num_moves == 1
+    going = Region(image, seed_vox=seed, model_config=model_config())
+    going.fill(forget_seed)
+    assert not going.seed_weak and going.num_moves > 1
+
+
 def test_sparse_mask_gives_same_result_as_dense(sphere_volume):
     image, target = sphere_volume
     dense = Region(image, model_config=model_config())

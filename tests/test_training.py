@@ -198,6 +198,26 @@ def test_new_epochs_draw_new_samples_unless_generators_reset(tiny_volumes):
     np.testing.assert_array_equal(ds[0][0][0], first)
 
 
+@pytest.mark.parametrize("reset", [False, True])
+def test_tf_dataset_yields_each_epochs_batches_in_order(tiny_volumes, reset):
+    from diluvian.training.data import make_tf_dataset
+
+    config = _tiny_config(training_size=4, fill_factor_bins=[0.5])
+    training, _ = partition_volumes(tiny_volumes, config=config)
+    data = TrainingData(training, config)
+    dataset = make_tf_dataset(data, workers=3, reset_generators=reset, queue_size=1)
+    assert int(dataset.cardinality()) == data.steps_per_epoch == 2
+    for epoch in (0, 1):  # each iteration is the next epoch, unless reset
+        batches = list(dataset.as_numpy_iterator())
+        assert len(batches) == 2
+        for index, got in enumerate(batches):
+            expected = data.batch(index, 0 if reset else epoch)
+            np.testing.assert_array_equal(got[0][0], expected[0][0])
+            np.testing.assert_array_equal(got[0][1], expected[0][1])
+            np.testing.assert_array_equal(got[1], expected[1])
+            np.testing.assert_array_equal(got[2], expected[2])
+
+
 # ---------------------------------------------------------------- moving training
 
 
@@ -310,14 +330,45 @@ def test_moving_training_runs_through_train_network(tiny_volumes, tmp_path):
     assert (tmp_path / "m.keras").exists()
 
 
-@pytest.mark.slow
-def test_tensorboard_logs_are_written_beside_the_model(tiny_volumes, tmp_path):
+def _event_tags(log_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(log_dir))
+    accumulator.Reload()
+    return set(accumulator.Tags()["tensors"]) | set(accumulator.Tags()["scalars"])
+
+
+@pytest.mark.parametrize("model", [{}, {"training_subv_shape": [9, 25, 25]}],
+                         ids=["single-move", "moving"])
+def test_tensorboard_event_files_are_written_beside_the_model(tiny_volumes, tmp_path, model):
     pytest.importorskip("tensorboard")
     from diluvian.training import train_network
 
+    config = _tiny_config(model=model, training_size=4, validation_size=2, total_epochs=1)
     train_network(volumes=tiny_volumes, model_output_filebase=str(tmp_path / "m"),
-                  tensorboard=True, config=_tiny_config(), progress=False)
-    assert any((tmp_path / "m-logs").iterdir())
+                  tensorboard=True, config=config, progress=False)
+    logs = tmp_path / "m-logs"
+    for run in ("train", "validation"):
+        assert list((logs / run).glob("events.out.tfevents.*")), run
+    assert "epoch_loss" in _event_tags(logs / "train")
+    assert {"epoch_loss", "epoch_binary_f_score"} <= _event_tags(logs / "validation")
+
+
+@pytest.mark.parametrize("package, flag", [("tensorboard", "--tensorboard"),
+                                           ("neuroglancer", "--viewer")])
+def test_missing_optional_package_is_a_one_line_error_before_training(
+        tiny_volumes, tmp_path, monkeypatch, package, flag):
+    import sys
+
+    from diluvian.training import train_network
+    from diluvian.util import DiluvianError
+
+    monkeypatch.setitem(sys.modules, package, None)  # importing it raises ImportError
+    with pytest.raises(DiluvianError, match=f"pip install {package}") as err:
+        train_network(volumes=tiny_volumes, model_output_filebase=str(tmp_path / "m"),
+                      config=_tiny_config(), progress=False, **{flag.lstrip("-"): True})
+    assert "\n" not in str(err.value) and flag in str(err.value)
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.slow
@@ -347,7 +398,8 @@ def test_early_abort_stops_and_restarts_under_a_new_seed(tiny_volumes, tmp_path,
     from diluvian.training import train, train_network
 
     monkeypatch.setattr(train, "MAX_EARLY_RESTARTS", 1)
-    config = _tiny_config(total_epochs=3, early_abort_epoch=1, early_abort_loss=0.0)
+    config = _tiny_config(total_epochs=3, early_abort_epoch=1, early_abort_loss=0.0,
+                          training_size=4, validation_size=2)
     result = train_network(volumes=tiny_volumes, model_output_filebase=str(tmp_path / "m"),
                            config=config, progress=False)
     assert result.aborted and len(result.history) == 1
@@ -415,11 +467,9 @@ def test_training_continues_from_a_saved_model(tiny_volumes, tmp_path):
     assert any(not np.array_equal(a, b) for a, b in zip(saved, after))
 
 
-@pytest.mark.slow
-def test_train_cli_with_tiny_config_exits_zero(tiny_volumes, tmp_path, monkeypatch):
+def _write_cli_inputs(tmp_path, tiny_volumes, settings):
+    """A one-volume HDF5 dataset ``data.toml`` and ``config.toml`` holding ``settings``."""
     import tomli_w
-
-    from diluvian.__main__ import main
 
     h5py = pytest.importorskip("h5py")
     image = tiny_volumes["vol_a"].image_data
@@ -432,8 +482,136 @@ def test_train_cli_with_tiny_config_exits_zero(tiny_volumes, tmp_path, monkeypat
     (tmp_path / "data.toml").write_text(tomli_w.dumps({"dataset": [{
         "name": "tiny", "hdf5_file": "tiny.h5", "image_dataset": "raw",
         "label_dataset": "labels", "resolution": [40, 16, 16]}]}))
-    (tmp_path / "config.toml").write_text(tomli_w.dumps(_tiny_settings()))
+    (tmp_path / "config.toml").write_text(tomli_w.dumps(settings))
+
+
+@pytest.mark.slow
+def test_train_cli_with_tiny_config_exits_zero(tiny_volumes, tmp_path, monkeypatch):
+    from diluvian.__main__ import main
+
+    _write_cli_inputs(tmp_path, tiny_volumes, _tiny_settings())
     monkeypatch.chdir(tmp_path)
     status = main(["train", "-c", "config.toml", "-v", "data.toml", "-mo", "cli-model"])
     assert status == 0
     assert (tmp_path / "cli-model.keras").exists() and (tmp_path / "cli-model.csv").exists()
+
+
+# ---------------------------------------------------------------- optimizer choice
+
+
+def _tiny_model():
+    from diluvian.network import make_network
+
+    config = _tiny_config()
+    return make_network(config.model, config.network)
+
+
+@pytest.mark.parametrize("klass", ["Adam", "Adagrad", "RMSprop"])
+def test_other_optimizers_drop_the_default_sgd_arguments(tmp_path, klass, caplog):
+    from diluvian.network import compile_network
+
+    (tmp_path / "c.toml").write_text(f'[optimizer]\nklass = "{klass}"\nlearning_rate = 0.004\n')
+    config = Config.from_toml(tmp_path / "c.toml")
+    with caplog.at_level("DEBUG", logger="diluvian.network.io"):
+        model = compile_network(_tiny_model(), config.optimizer)
+    assert type(model.optimizer).__name__ == klass
+    assert float(np.asarray(model.optimizer.learning_rate)) == pytest.approx(0.004)
+    assert "nesterov = True (from the defaults)" in caplog.text and "dropped" in caplog.text
+    # RMSprop takes momentum: the default's value is passed on; the others lose it.
+    assert ("momentum" in config.optimizer.kwargs) == (klass == "RMSprop")
+    assert "nesterov" not in config.optimizer.kwargs
+    # The configuration saved after compiling (BASE.toml) loads and compiles again.
+    config.to_toml(tmp_path / "saved.toml")
+    again = Config.from_toml(tmp_path / "saved.toml")
+    assert type(compile_network(_tiny_model(), again.optimizer).optimizer).__name__ == klass
+
+
+def test_explicit_argument_the_optimizer_does_not_take_is_an_error(tmp_path):
+    from diluvian.network import compile_network
+    from diluvian.util import DiluvianError
+
+    (tmp_path / "c.toml").write_text('[optimizer]\nklass = "Adam"\nmomentum = 0.9\n')
+    config = Config.from_toml(tmp_path / "c.toml")
+    assert config.explicitly_set("optimizer.momentum")
+    with pytest.raises(DiluvianError) as err:
+        compile_network(_tiny_model(), config.optimizer)
+    message = str(err.value)
+    assert "\n" not in message
+    assert "c.toml" in message and "momentum = 0.9" in message and "Adam" in message
+    assert "accepted: learning_rate, beta_1" in message
+
+
+def test_train_cli_rejects_an_explicit_argument_the_optimizer_does_not_take(
+        tiny_volumes, tmp_path, monkeypatch, capsys):
+    from diluvian.__main__ import main
+
+    settings = _tiny_settings()
+    settings["optimizer"] = {"klass": "Adagrad", "nesterov": False}
+    _write_cli_inputs(tmp_path, tiny_volumes, settings)
+    monkeypatch.chdir(tmp_path)
+    status = main(["train", "-c", "config.toml", "-v", "data.toml", "-mo", "cli-model"])
+    assert status == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "config.toml: [optimizer] nesterov = False is not an argument of" in err[0]
+    assert "Adagrad" in err[0] and "initial_accumulator_value" in err[0]
+    assert not (tmp_path / "cli-model.keras").exists()
+
+
+# ---------------------------------------------------------------- --viewer
+
+
+def test_viewer_shows_the_first_training_sample_and_the_model_output(tiny_volumes, tmp_path,
+                                                                     monkeypatch, capsys):
+    pytest.importorskip("neuroglancer")
+    import diluvian.viewer
+    from diluvian.training import train_network
+
+    shown = []
+
+    class RecordingViewer(diluvian.viewer.WrappedViewer):
+        """The real viewer (server on 127.0.0.1), recording layers; never waits for input."""
+
+        def __init__(self, voxel_size, **kwargs):
+            super().__init__(voxel_size, **kwargs)
+            self.layers = {}
+            shown.append(self)
+
+        def add(self, data, name, **kwargs):
+            super().add(data, name, **kwargs)
+            self.layers[name] = (np.array(data), kwargs)
+
+        def print_view_prompt(self, input_fn=None):
+            def no_input(prompt):
+                raise EOFError
+
+            super().print_view_prompt(input_fn=no_input)
+
+    monkeypatch.setattr(diluvian.viewer, "WrappedViewer", RecordingViewer)
+    config = _tiny_config(model={"output_fov_shape": [5, 9, 9]}, training_size=4,
+                          validation_size=2)
+    result = train_network(volumes=tiny_volumes, model_output_filebase=str(tmp_path / "m"),
+                           viewer=True, config=config, progress=False)
+    assert len(shown) == 1
+    viewer = shown[0]
+    assert viewer.layer_names == ["image", "mask input", "target", "output"]
+    np.testing.assert_array_equal(viewer.voxel_size, [40, 16, 16])
+    assert "neuroglancer viewer: http://127.0.0.1:" in capsys.readouterr().out
+
+    # The first training sample: drawn from a training partition, not a validation one.
+    training, validation = partition_volumes(tiny_volumes, config=config)
+    data = TrainingData(training, config, num_samples=config.training.batch_size)
+    image, mask, target, _ = data.sample(0)
+    np.testing.assert_array_equal(viewer.layers["image"][0], image)
+    np.testing.assert_array_equal(viewer.layers["mask input"][0], mask)
+    np.testing.assert_array_equal(viewer.layers["target"][0], target > 0.5)
+    other = TrainingData(validation, config, stream="training", num_samples=4).sample(0)[0]
+    assert not np.array_equal(other, image)
+
+    # The trained model's output, placed at the output FOV inside the input FOV.
+    expected = result.model.predict([image[None, ..., None], mask[None, ..., None]],
+                                    verbose=0)[0, ..., 0]
+    np.testing.assert_allclose(viewer.layers["output"][0], expected, rtol=1e-5, atol=1e-6)
+    assert viewer.layers["output"][0].shape == (5, 9, 9)
+    for name in ("target", "output"):
+        assert list(viewer.layers[name][1]["offset"]) == [0, 4, 4]

@@ -7,6 +7,8 @@
 - :mod:`~diluvian.blockwise.run`: :func:`fill_volume_blockwise` (fill,
   reconcile, relabel as Dask tasks over a resumable zarr store) and
   :func:`dask_client`.
+- :mod:`~diluvian.blockwise.store`: the zarr store's layout, per-block
+  progress records and resume checks; :func:`read_labels`.
 - :mod:`~diluvian.blockwise.cli`: :func:`fill_volumes_blockwise`, the
   blockwise ``diluvian fill``.
 
@@ -16,7 +18,8 @@ Nothing here imports Dask, zarr or TensorFlow at import time.
 from .cli import fill_volumes_blockwise, store_path, write_store_hdf5
 from .layout import FORWARD_OFFSETS, Block, BlockLayout, box_intersection, box_slices
 from .reconcile import UnionFind, consecutive_ids, overlap_matches
-from .run import BlockwiseResult, dask_client, fill_volume_blockwise, read_labels
+from .run import BlockwiseResult, dask_client, fill_volume_blockwise
+from .store import finished_blocks, read_labels
 
 __all__ = [
     "FORWARD_OFFSETS",
@@ -30,6 +33,7 @@ __all__ = [
     "dask_client",
     "fill_volume_blockwise",
     "fill_volumes_blockwise",
+    "finished_blocks",
     "overlap_matches",
     "read_labels",
     "store_path",

@@ -10,7 +10,8 @@ import numpy as np
 
 from ..util import DiluvianError, atomic_output
 from .layout import BlockLayout, box_slices
-from .run import LABELS, dask_client, fill_volume_blockwise
+from .run import dask_client, fill_volume_blockwise
+from .store import LABELS
 
 __all__ = ["fill_volumes_blockwise", "store_path", "write_store_hdf5"]
 
@@ -185,7 +186,7 @@ def fill_volumes_blockwise(
 
 def _show(name, volume, store) -> None:
     from ..viewer import WrappedViewer
-    from .run import read_labels
+    from .store import read_labels
 
     viewer = WrappedViewer(voxel_size=np.asarray(volume.resolution).tolist())
     viewer.add(np.asarray(volume.image_data[...]), name=f"{name} image")

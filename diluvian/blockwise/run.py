@@ -6,9 +6,11 @@ each a set of Dask tasks that read and write only one block's worth of data:
 1. **fill**: each block's outer box (core + margin) is read from the volume
    and densely filled with :func:`diluvian.fill.fill_volume_with_model`; its
    labels, made globally unique as ``block_number << 32 | local_id``, are
-   written to the block's slot of the scratch array ``blocks``. The client
-   records the block in the store's attributes as soon as it lands, so a
-   rerun skips it; Dask ``retries`` redo a block whose worker died.
+   written to the block's slot of the scratch array ``blocks``. As soon as
+   it lands the client sets the block's flag in the small ``finished`` array
+   (one byte per block) and its counters in ``block_stats``, both O(1)
+   writes, so a rerun skips it; Dask ``retries`` redo a block whose worker
+   died.
 2. **reconcile**: for each block and each forward 26-neighbour, the objects
    of the two blocks in the intersection of their outer boxes are matched by
    the overlap rule (:mod:`diluvian.blockwise.reconcile`); the client joins
@@ -29,7 +31,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,16 +40,27 @@ import numpy as np
 from ..util import DiluvianError, make_rng
 from .layout import BlockLayout, box_intersection, box_slices
 from .reconcile import consecutive_ids, overlap_matches
+from .store import (
+    LABELS,
+    SCRATCH,
+    STATE_ATTR,
+    _mark_finished,
+    _open,
+    _open_store,
+    _read_block_stats,
+    _save_state,
+    _store_settings,
+    _sum_stats,
+    finished_blocks,
+    read_labels,
+)
 
-__all__ = ["BlockwiseResult", "dask_client", "fill_volume_blockwise"]
+# The store's names are re-exported here, where they used to live.
+__all__ = ["LABELS", "SCRATCH", "STATE_ATTR", "BlockwiseResult", "dask_client",
+           "fill_volume_blockwise", "read_labels"]
 
 logger = logging.getLogger(__name__)
 
-#: Group attribute holding the blockwise fill state.
-STATE_ATTR = "diluvian_blockwise"
-LABELS = "labels"
-SCRATCH = "blocks"
-STORE_VERSION = 1
 #: Options of :func:`diluvian.fill.fill_volume_with_model` that may be given per fill.
 FILL_OPTIONS = ("seed_generator", "shuffle_seeds", "ignore_mask", "bias", "move_batch_size",
                 "max_moves", "remask_interval", "reject_early_termination")
@@ -114,26 +127,24 @@ def _set_tf_threads(threads: int) -> None:
 def worker_model(model, config, tf_threads: int | None = None):
     """The model of a block task: loaded once per worker and model file, then cached.
 
+    It runs under ``config.fill.dtype_policy``.
+
     ``model`` that is not a path (a predictor callable or a model object) is
     returned as is.
     """
     if not isinstance(model, (str, os.PathLike)):
         return model
-    key = (_worker_name(), str(model))
+    policy = str(config.fill.dtype_policy)
+    key = (_worker_name(), str(model), policy)
     with _MODELS_LOCK:
         if key not in _MODELS:
             if tf_threads:
                 _set_tf_threads(tf_threads)
-            from ..network import load_model
+            from ..network import load_model, resolve_dtype_policy
 
-            _MODELS[key] = load_model(model, network_config=config.network)
+            _MODELS[key] = load_model(model, network_config=config.network,
+                                      dtype_policy=resolve_dtype_policy(policy))
         return _MODELS[key]
-
-
-def _open(store, name: str, mode: str = "r+"):
-    import zarr
-
-    return zarr.open_group(str(store), mode=mode)[name]
 
 
 def fill_block(volume, store, layout: BlockLayout, index, model, fill_options: dict, config,
@@ -265,71 +276,6 @@ def _local_tf_threads(client) -> int | None:
         return None
     n = max(1, len(client.scheduler_info().get("workers", {})))
     return max(1, (os.cpu_count() or 1) // n)
-
-
-def _store_settings(layout: BlockLayout, resolution, threshold: float, model,
-                    fill_options: dict, seed_stream, random_seed) -> dict:
-    return {
-        "version": STORE_VERSION,
-        "shape": list(layout.shape),
-        "block_shape": list(layout.block_shape),
-        "block_overlap": list(layout.block_overlap),
-        "resolution": np.asarray(resolution).tolist(),
-        "reconcile_threshold": float(threshold),
-        "model": str(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__,
-        "fill_options": {k: fill_options[k] for k in sorted(fill_options)},
-        "seed_stream": [str(s) for s in seed_stream],
-        "random_seed": random_seed,
-    }
-
-
-def _open_store(path: Path, layout: BlockLayout, settings: dict):
-    """Open (resume) or create the store; return ``(group, state)``."""
-    import zarr
-
-    if path.exists():
-        try:
-            group = zarr.open_group(str(path), mode="r+")
-            state = dict(group.attrs[STATE_ATTR])
-        except Exception as exc:  # zarr raises several types for a foreign store
-            raise DiluvianError(f"{path}: exists but is not a blockwise fill store ({exc}); "
-                                "remove it or choose another output") from None
-        old = state.get("settings", {})
-        for key, value in settings.items():
-            if key != "reconcile_threshold" and old.get(key) != value:
-                raise DiluvianError(f"{path}: was started with {key} = {old.get(key)!r}, not "
-                                    f"{value!r}; remove it or choose another output")
-        if old.get("reconcile_threshold") != settings["reconcile_threshold"]:
-            state["complete"] = False  # the fills stay valid; reconcile again
-        state["settings"] = settings
-        return group, state
-    group = zarr.open_group(str(path), mode="w")
-    labels = group.create_array(LABELS, shape=layout.shape, chunks=layout.block_shape,
-                                dtype="uint64", fill_value=0)
-    labels.attrs["resolution"] = settings["resolution"]
-    group.create_array(SCRATCH, shape=layout.scratch_shape, chunks=layout.slot_shape,
-                       dtype="uint64", fill_value=0)
-    state = {"settings": settings, "finished_blocks": [], "block_stats": {}, "complete": False,
-             "objects": 0, "merges": 0}
-    group.attrs[STATE_ATTR] = state
-    return group, state
-
-
-def _save_state(group, state: dict) -> None:
-    group.attrs[STATE_ATTR] = state
-
-
-def _sum_stats(block_stats: dict):
-    from ..fill import FillStats
-
-    total = FillStats()
-    names = {f.name for f in fields(FillStats)}
-    for s in block_stats.values():
-        for k, v in s.items():
-            if k in names and k != "complete":
-                setattr(total, k, getattr(total, k) + v)
-    total.complete = True
-    return total
 
 
 def _run(client, futures, desc: str, progress: bool, on_done=None) -> list:
@@ -467,8 +413,8 @@ def fill_volume_blockwise(
     result = BlockwiseResult(store=path, blocks=len(layout))
     if state["complete"]:
         result.objects, result.merges = state["objects"], state["merges"]
-        result.block_stats = state["block_stats"]
-        result.stats = _sum_stats(state["block_stats"])
+        result.block_stats = _read_block_stats(group, layout)
+        result.stats = _sum_stats(result.block_stats)
         result.wall_seconds = time.perf_counter() - t_start
         return result
 
@@ -476,8 +422,8 @@ def fill_volume_blockwise(
         dask_client(scheduler, workers, processes=processes, progress=progress)
     with ctx as c:
         run_id = uuid.uuid4().hex[:8]
-        finished = set(state["finished_blocks"])
-        todo = [b for b in layout if b.key not in finished]
+        finished = finished_blocks(group)
+        todo = [b for b in layout if not finished[b.index]]
         if todo:
             tf_threads = _local_tf_threads(c)
             volume_f = c.scatter(volume, hash=False)
@@ -487,9 +433,7 @@ def fill_volume_blockwise(
                                 pure=False) for b in todo]
 
             def landed(i, stats):
-                state["finished_blocks"].append(todo[i].key)
-                state["block_stats"][todo[i].key] = stats
-                _save_state(group, state)
+                _mark_finished(group, todo[i].index, stats)
 
             _run(c, futures, "Fill blocks", progress, landed)
             result.filled_blocks = len(todo)
@@ -514,18 +458,10 @@ def fill_volume_blockwise(
     state["complete"] = True
     _save_state(group, state)
     result.objects, result.merges = state["objects"], state["merges"]
-    result.block_stats = state["block_stats"]
-    result.stats = _sum_stats(state["block_stats"])
+    result.block_stats = _read_block_stats(group, layout)
+    result.stats = _sum_stats(result.block_stats)
     result.wall_seconds = time.perf_counter() - t_start
     logger.info("%s: %d blocks (%d filled now), %d objects after %d merges in %.1f s", path,
                 result.blocks, result.filled_blocks, result.objects, result.merges,
                 result.wall_seconds)
     return result
-
-
-def read_labels(store, lo=None, hi=None) -> np.ndarray:
-    """The final labels of a blockwise store, or its box ``[lo, hi)``."""
-    labels = _open(store, LABELS, "r")
-    if lo is None:
-        return np.asarray(labels[...])
-    return np.asarray(labels[box_slices(lo, hi)])

@@ -258,7 +258,10 @@ class OptimizerConfig(BaseConfig):
 
     Any other key in ``[optimizer]`` is kept as an attribute and passed to the
     optimizer's constructor as a keyword argument, e.g. ``learning_rate``,
-    ``momentum``, ``nesterov``, ``clipnorm``.
+    ``momentum``, ``nesterov``, ``clipnorm``. Keys only the packaged defaults
+    set are dropped if the chosen optimizer does not accept them (so
+    ``klass = "Adam"`` alone works); a key set by the user that it does not
+    accept is an error (see :func:`diluvian.network.compile_network`).
 
     Attributes
     ----------
@@ -272,10 +275,35 @@ class OptimizerConfig(BaseConfig):
     PASSTHROUGH = True
     FIELDS = {"klass": Field("str"), "loss": Field("str")}
 
+    def __init__(self, settings: dict[str, Any], source: str | dict[str, str] = "<settings>"):
+        super().__init__(settings, source)
+        # Where each key was set, to tell keys the packaged defaults carry
+        # (dropped if the chosen optimizer does not accept them) from keys
+        # the user set (an error if it does not).
+        self._key_sources = {k: (source.get(k, "<settings>") if isinstance(source, dict)
+                                 else source) for k in settings}
+
     @property
     def kwargs(self) -> dict[str, Any]:
         """Keyword arguments for the optimizer constructor."""
         return {k: getattr(self, k) for k in self._extra}
+
+    def source_of(self, key: str) -> str:
+        """Name of the file (or ``'<settings>'``) that set ``key``."""
+        return self._key_sources.get(key, "<settings>")
+
+    def from_defaults(self, key: str) -> bool:
+        """Whether ``key`` was set only by the packaged ``default.toml``."""
+        from . import default_config_path
+
+        return self.source_of(key) == str(default_config_path())
+
+    def discard(self, key: str) -> None:
+        """Remove the optimizer argument ``key`` (a key not in ``FIELDS``), if present."""
+        if key in self._extra:
+            del self._extra[key]
+            delattr(self, key)
+            self._key_sources.pop(key, None)
 
 
 class TrainingConfig(BaseConfig):
@@ -479,12 +507,33 @@ class FillConfig(BaseConfig):
         Two objects of neighbouring blocks are merged when the voxels they
         share in the overlap are at least this fraction of the smaller of the
         two objects' voxels in the overlap.
+    skip_committed : bool
+        Do not predict FOVs centred on voxels of bodies already committed
+        (saves evaluations spent re-predicting finished objects).
+    full_context : bool
+        Keep FOV centres of moves half an input FOV from the volume faces,
+        so every prediction sees real image context (Google FFN's rule).
+    stop_weak_seed : bool
+        Stop a region as soon as a prediction puts its own seed voxel below
+        ``t_move`` (Google FFN's rule; saves evaluations on seeds outside any
+        object).
+    dtype_policy : str
+        Keras dtype policy the network runs under while filling:
+        ``'float32'``, ``'bfloat16'``, ``'mixed_bfloat16'``, ``'float16'``,
+        ``'mixed_float16'``, or ``'auto'``: bfloat16 on CPUs with native
+        bfloat16 instructions (AVX512-BF16 or AMX), mixed float16 on a GPU,
+        float32 otherwise.
     """
 
     SECTION = "fill"
     FIELDS = {
         "checkpoint_interval": Field("int"),
         "min_body_size": Field("int"),
+        "skip_committed": Field("bool"),
+        "full_context": Field("bool"),
+        "stop_weak_seed": Field("bool"),
+        "dtype_policy": Field("str", choices=("auto", "float32", "bfloat16", "mixed_bfloat16",
+                                              "float16", "mixed_float16")),
         "block_shape": Field("vec", optional=True, length=3),
         "block_overlap": Field("vec", length=3),
         "reconcile_threshold": Field("float"),

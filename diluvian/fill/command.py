@@ -30,6 +30,9 @@ logger = logging.getLogger(__name__)
 def load_fill_model(model_file, config):
     """Load a model file for filling and apply its stored settings to ``config`` (in place).
 
+    The network runs under the Keras dtype policy of ``config.fill.dtype_policy``
+    (see :func:`diluvian.network.resolve_dtype_policy`).
+
     Raises
     ------
     DiluvianError
@@ -38,11 +41,17 @@ def load_fill_model(model_file, config):
     """
     if model_file is None:
         raise DiluvianError("filling needs a trained model file (-m MODEL_FILE)")
-    from ..network import apply_model_settings, load_model, read_model_settings
+    from ..network import (
+        apply_model_settings,
+        load_model,
+        read_model_settings,
+        resolve_dtype_policy,
+    )
 
     settings = read_model_settings(model_file)
     apply_model_settings(config, settings, source=str(model_file))
-    model = load_model(model_file, network_config=config.network)
+    model = load_model(model_file, network_config=config.network,
+                       dtype_policy=resolve_dtype_policy(config.fill.dtype_policy))
     in_shape = tuple(int(s) for s in model.inputs[0].shape[1:4])
     out_shape = tuple(int(s) for s in model.outputs[0].shape[1:4])
     want_in = tuple(int(s) for s in config.model.input_fov_shape)

@@ -162,6 +162,9 @@ def fill_volume_with_model(
     checkpoint: Callable[[FillState], None] | None = None,
     sparse_mask: bool | None = None,
     fill_batches: bool = False,
+    skip_committed: bool | None = None,
+    full_context: bool | None = None,
+    stop_weak_seed: bool | None = None,
     progress: bool = True,
     config=None,
 ) -> tuple[np.ndarray, FillStats]:
@@ -218,6 +221,22 @@ def fill_volume_with_model(
         a GPU, where a full batch costs little more than one FOV; on a CPU
         it only adds evaluations that are likely thrown away. Results are
         the same either way.
+    skip_committed : bool, optional
+        Do not predict FOVs centred on a voxel of an already committed body
+        (default ``config.fill.skip_committed``). Such evaluations mostly
+        re-predict an object that is finished; skipping them saves
+        evaluations. With ``move_batch_size`` 1 regions fill one after the
+        other and the result is deterministic; with larger batches, which
+        bodies a region sees depends on the batch size.
+    full_context : bool, optional
+        Keep FOV centres of moves half an input FOV away from the volume
+        faces, so every prediction sees real image context, as Google FFN
+        does (default ``config.fill.full_context``). Voxels near the faces
+        are still predicted by FOVs centred further in.
+    stop_weak_seed : bool, optional
+        Stop a region once a prediction puts its seed voxel below ``t_move``
+        (default ``config.fill.stop_weak_seed``; see
+        :class:`~diluvian.regions.Region`).
     progress : bool
         Show a progress bar of seeds (postfix: bodies, labelled fraction, moves/s).
     config : Config, optional
@@ -251,6 +270,14 @@ def fill_volume_with_model(
     min_body_size = int(config.fill.min_body_size)
     closing_shape = config.postprocessing.closing_shape
     t_final = float(config.model.t_final_value)
+    if skip_committed is None:
+        skip_committed = bool(getattr(config.fill, "skip_committed", False))
+    if full_context is None:
+        full_context = bool(getattr(config.fill, "full_context", False))
+    if stop_weak_seed is None:
+        stop_weak_seed = bool(getattr(config.fill, "stop_weak_seed", False))
+    move_margin = ([int(s) // 2 for s in config.model.input_fov_shape] if full_context
+                   else None)
 
     if resume is not None:
         state = resume
@@ -314,7 +341,9 @@ def fill_volume_with_model(
                 continue
             waiting.pop(k)
             active[i] = Region(image, seed_vox=vox, sparse_mask=sparse_mask,
-                               model_config=config.model)
+                               model_config=config.model,
+                               blocked=labels if skip_committed else None,
+                               move_margin=move_margin, stop_weak_seed=stop_weak_seed)
             return True
         return False
 
@@ -333,6 +362,8 @@ def fill_volume_with_model(
     def finish(i: int) -> None:
         region = active.pop(i)
         stats.moves += region.num_moves
+        stats.blocked_moves += region.num_blocked
+        stats.weak_seeds += int(region.seed_weak)
         if region.stopped and covered(region.seed_vox):
             stats.wasted_moves += region.num_moves
             results[i] = ("cancelled", None)

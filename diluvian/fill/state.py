@@ -59,6 +59,10 @@ class FillStats:
         Network evaluations (FOV predictions), wasted ones included.
     wasted_moves : int
         Evaluations spent on cancelled regions.
+    blocked_moves : int
+        Moves not predicted because their centre lay in a committed body.
+    weak_seeds : int
+        Regions stopped because a prediction put their seed below ``t_move``.
     predict_calls : int
         Model calls (batches) in this run.
     predict_seconds, wall_seconds : float
@@ -78,6 +82,8 @@ class FillStats:
     labelled_voxels: int = 0
     moves: int = 0
     wasted_moves: int = 0
+    blocked_moves: int = 0
+    weak_seeds: int = 0
     predict_calls: int = 0
     predict_seconds: float = 0.0
     wall_seconds: float = 0.0

@@ -32,6 +32,7 @@ from .io import (
     transpose_model,
 )
 from .layers import CentralCrop3D, ProbabilityToLogit
+from .precision import cpu_has_native_bfloat16, resolve_dtype_policy
 
 __all__ = [
     "FFN_SETTINGS",
@@ -41,6 +42,7 @@ __all__ = [
     "build_ffn_convstack",
     "check_model_io",
     "compile_network",
+    "cpu_has_native_bfloat16",
     "import_ffn_checkpoint",
     "load_model",
     "make_flood_fill_network",
@@ -48,6 +50,7 @@ __all__ = [
     "make_network",
     "model_settings_from_config",
     "read_model_settings",
+    "resolve_dtype_policy",
     "save_model",
     "transpose_model",
     "unet_downsample_factors",

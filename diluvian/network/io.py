@@ -10,7 +10,9 @@ not set explicitly, so ``-m model.keras`` alone is enough to fill.
 
 from __future__ import annotations
 
+import inspect
 import json
+import logging
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -26,12 +28,15 @@ __all__ = [
     "apply_model_settings",
     "check_model_io",
     "compile_network",
+    "optimizer_arguments",
     "load_model",
     "model_settings_from_config",
     "read_model_settings",
     "save_model",
     "transpose_model",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: Name of the settings entry inside a ``.keras`` archive.
 SETTINGS_ENTRY = "diluvian.json"
@@ -102,6 +107,49 @@ def transpose_model(model) -> keras.Model:
 # --------------------------------------------------------------------------
 
 
+def optimizer_arguments(klass) -> list[str]:
+    """Keyword arguments the constructor of the Keras optimizer class ``klass`` accepts.
+
+    Follows ``**kwargs`` up the class hierarchy (a Keras optimizer passes
+    ``clipnorm``, ``weight_decay`` and so on to its base class).
+    """
+    names: list[str] = []
+    for cls in klass.__mro__:
+        if cls is object or "__init__" not in vars(cls):
+            continue
+        params = inspect.signature(vars(cls)["__init__"]).parameters.values()
+        names.extend(p.name for p in params if p.name != "self" and p.name not in names
+                     and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return names
+
+
+def _optimizer_kwargs(optimizer_config, klass_name: str, klass) -> dict[str, Any]:
+    """The ``[optimizer]`` arguments to pass to ``klass``.
+
+    Arguments the packaged defaults carry that ``klass`` does not accept
+    (``momentum`` and ``nesterov`` of the default SGD for Adam, say) are
+    dropped; one set by the user that it does not accept is an error.
+    """
+    accepted = optimizer_arguments(klass)
+    kwargs = {}
+    for key, value in optimizer_config.kwargs.items():
+        if key in accepted:
+            kwargs[key] = value
+            continue
+        from_defaults = getattr(optimizer_config, "from_defaults", None)
+        if from_defaults is not None and from_defaults(key):
+            logger.debug("[optimizer] %s = %r (from the defaults) is not an argument of %s; "
+                         "dropped", key, value, klass_name)
+            continue
+        source_of = getattr(optimizer_config, "source_of", None)
+        source = source_of(key) if source_of is not None else "<settings>"
+        raise DiluvianError(f"{source}: [optimizer] {key} = {value!r} is not an argument of "
+                            f"keras.optimizers.{klass_name}; accepted: {', '.join(accepted)}")
+    return kwargs
+
+
 def compile_network(model, optimizer_config, metrics=None) -> keras.Model:
     """Compile ``model`` with the optimizer and loss named in ``optimizer_config``.
 
@@ -111,7 +159,11 @@ def compile_network(model, optimizer_config, metrics=None) -> keras.Model:
     optimizer_config : diluvian.config.OptimizerConfig
         ``klass`` names any ``keras.optimizers`` class; its other keys
         (``optimizer_config.kwargs``) are passed to the constructor; ``loss``
-        names a Keras loss (or is a dotted name of a loss function).
+        names a Keras loss (or is a dotted name of a loss function). Keys
+        that only the packaged defaults set (e.g. ``momentum`` for the
+        default SGD) and that ``klass`` does not accept are dropped from
+        ``optimizer_config`` (so a configuration saved afterwards no longer
+        carries them).
     metrics : list, optional
         Passed to ``model.compile``.
 
@@ -123,18 +175,24 @@ def compile_network(model, optimizer_config, metrics=None) -> keras.Model:
     Raises
     ------
     DiluvianError
-        For an unknown optimizer or loss name or arguments the optimizer
-        does not accept.
+        For an unknown optimizer or loss name, an explicitly set argument
+        the optimizer does not accept, or an invalid argument value.
     """
     klass_name = optimizer_config.klass
     klass = getattr(keras.optimizers, klass_name, None)
-    if not (isinstance(klass, type) and issubclass(klass, keras.optimizers.Optimizer)):
+    if not (isinstance(klass, type) and issubclass(klass, keras.optimizers.Optimizer)
+            and klass is not keras.optimizers.Optimizer):
         known = sorted(n for n, v in vars(keras.optimizers).items()
                        if isinstance(v, type) and issubclass(v, keras.optimizers.Optimizer)
                        and n != "Optimizer")
         raise DiluvianError(f"[optimizer] klass = {klass_name!r} is not a Keras optimizer; "
                             f"expected one of {', '.join(known)}")
-    kwargs = dict(optimizer_config.kwargs)
+    kwargs = _optimizer_kwargs(optimizer_config, klass_name, klass)
+    discard = getattr(optimizer_config, "discard", None)
+    if discard is not None:
+        for key in list(optimizer_config.kwargs):
+            if key not in kwargs:
+                discard(key)
     try:
         optimizer = klass(**kwargs)
     except (TypeError, ValueError) as exc:

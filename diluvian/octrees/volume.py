@@ -7,6 +7,12 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
+from .keys import check_point as _check_point
+from .keys import fancy_points as _fancy_points
+from .keys import fast_box as _fast_box
+from .keys import group_points as _group_points
+from .keys import parse_key as _parse_key
+from .keys import segments as _segments
 from .nodes import (
     BranchNode,
     LeafNode,
@@ -17,14 +23,13 @@ from .nodes import (
     _same_value,
     _UnpopulatedNode,
 )
+from .tree import NodeStore
 from .view import OctreeView
 
 __all__ = ["OctreeVolume"]
 
-_Int = (int, np.integer)
 
-
-class OctreeVolume:
+class OctreeVolume(NodeStore):
     """A sparse Z, Y, X array stored as an octree of dense leaves.
 
     Parameters
@@ -102,198 +107,16 @@ class OctreeVolume:
         return (f"OctreeVolume(leaf_shape={self.leaf_shape}, bounds=({list(self._start)}, "
                 f"{list(self._stop)}), dtype={self.dtype}, fullness={self.fullness():.3g})")
 
-    def _leaf_index(self, start) -> tuple[int, int, int]:
-        return tuple((s - o) // ls for s, o, ls in zip(start, self._start, self.leaf_shape))
-
-    def _make_node(self, cls, parent, slot, level, start, value=None, data=None):
-        stop = tuple(min(s + ls * (1 << level), b)
-                     for s, ls, b in zip(start, self.leaf_shape, self._stop))
-        if cls is LeafNode:
-            node = LeafNode(parent, slot, level, start, stop, data)
-        elif issubclass(cls, UniformNode):
-            node = cls(parent, slot, level, start, stop, value)
-        else:
-            node = cls(parent, slot, level, start, stop)
-        if level == 0 and cls is not _UnpopulatedNode:
-            idx = self._leaf_index(start)
-            self._leaves[idx] = node
-            if cls is LeafNode:
-                self._dense[idx] = data
-        return node
-
-    def _forget(self, node: Node | None) -> None:
-        """Drop ``node``'s subtree from the leaf indices."""
-        if node is None:
-            return
-        if node.level == 0:
-            idx = self._leaf_index(node.start)
-            if self._leaves.get(idx) is node:
-                del self._leaves[idx]
-                self._dense.pop(idx, None)
-        elif isinstance(node, BranchNode):
-            for child in node.children:
-                self._forget(child)
-
-    def _replace(self, old: Node, cls, value=None, data=None) -> Node:
-        self._forget(old)
-        new = self._make_node(cls, old.parent, old.slot, old.level, old.start,
-                              value=value, data=data)
-        if old.parent is None:
-            self.root = new
-        else:
-            old.parent.children[old.slot] = new
-        return new
-
-    def _split(self, node: Node) -> BranchNode:
-        """Replace a uniform or unpopulated branch-level node by a branch of the same content."""
-        branch = self._replace(node, BranchNode)
-        level = node.level - 1
-        ext = [ls << level for ls in self.leaf_shape]
-        if isinstance(node, UniformNode):
-            cls = UniformLeafNode if level == 0 else UniformBranchNode
-            value = node.value
-        else:
-            cls, value = _UnpopulatedNode, None
-        for i in range(8):
-            start = (node.start[0] + ((i >> 2) & 1) * ext[0],
-                     node.start[1] + ((i >> 1) & 1) * ext[1],
-                     node.start[2] + (i & 1) * ext[2])
-            if all(s < b for s, b in zip(start, self._stop)):
-                branch.children[i] = self._make_node(cls, branch, i, level, start, value=value)
-        return branch
-
-    def _populate(self, node: Node) -> LeafNode:
-        bounds = node.bounds
-        data = np.asarray(self.populator(bounds))
-        if data.shape != node.shape:
-            raise ValueError(f"populator returned shape {data.shape} for bounds "
-                             f"{bounds[0].tolist()} - {bounds[1].tolist()}; expected {node.shape}")
-        return self._replace(node, LeafNode, data=np.array(data, dtype=self.dtype))
-
-    def _dense_leaf(self, node: Node) -> LeafNode:
-        """Make a leaf-level node dense, keeping its content."""
-        if isinstance(node, LeafNode):
-            return node
-        if isinstance(node, UniformNode):
-            return self._replace(node, LeafNode, data=np.full(node.shape, node.value, self.dtype))
-        return self._populate(node)
-
-    def _try_collapse(self, node: BranchNode) -> None:
-        """Collapse a branch whose children are all uniform with one value."""
-        value = None
-        for child in node.children:
-            if child is None:
-                continue
-            if not isinstance(child, UniformNode):
-                return
-            if value is None:
-                value = child.value
-            elif not _same_value(value, child.value):
-                return
-        self._replace(node, UniformBranchNode, value=value)
-
-    def _materialize_leaf(self, idx) -> LeafNode:
-        """Return the dense leaf with grid index ``idx``, splitting only the path to it."""
-        node = self.root
-        while node.level > 0:
-            if not isinstance(node, BranchNode):
-                node = self._split(node)
-            bit = node.level - 1
-            node = node.children[((idx[0] >> bit) & 1) << 2 | ((idx[1] >> bit) & 1) << 1
-                                 | ((idx[2] >> bit) & 1)]
-        return self._dense_leaf(node)
-
-    # ------------------------------------------------------------------ keys
-    def _check_point(self, point) -> tuple[int, int, int]:
-        p = tuple(int(c) for c in point)
-        if not all(a <= c < b for c, a, b in zip(p, self._start, self._stop)):
-            raise IndexError(f"point {p} is outside the octree bounds {self._start} - {self._stop}")
-        return p
-
-    def _parse_key(self, key):
-        """Return ``(start, stop, squeeze_axes)`` for a box key, or None for fancy points."""
-        if not isinstance(key, tuple):
-            key = (key,)
-        if any(k is Ellipsis for k in key):
-            i = key.index(Ellipsis)
-            key = key[:i] + (slice(None),) * (3 - len(key) + 1) + key[i + 1:]
-        if len(key) < 3:
-            key = key + (slice(None),) * (3 - len(key))
-        if len(key) != 3:
-            raise IndexError(f"an octree volume takes 3 indices, got {len(key)}")
-        start, stop, squeeze = [], [], []
-        for axis, (k, lo, hi) in enumerate(zip(key, self._start, self._stop)):
-            if isinstance(k, slice):
-                if k.step not in (None, 1):
-                    raise IndexError(f"octree slices need step 1, got {k.step} on axis {axis}")
-                a = lo if k.start is None else int(k.start)
-                b = hi if k.stop is None else int(k.stop)
-                if a < lo or b > hi:
-                    raise IndexError(f"slice {a}:{b} on axis {axis} is outside the octree "
-                                     f"bounds {lo}:{hi}")
-                start.append(a)
-                stop.append(max(a, b))
-            elif isinstance(k, _Int) or (isinstance(k, np.ndarray) and k.ndim == 0
-                                         and np.issubdtype(k.dtype, np.integer)):
-                k = int(k)
-                if not lo <= k < hi:
-                    raise IndexError(f"index {k} on axis {axis} is outside the octree "
-                                     f"bounds {lo}:{hi}")
-                start.append(k)
-                stop.append(k + 1)
-                squeeze.append(axis)
-            else:
-                return None
-        return tuple(start), tuple(stop), tuple(squeeze)
-
-    def _segments(self, start, stop):
-        """Per axis, the leaves a box meets: ``(leaf index, leaf slice, box slice, covers)``."""
-        out = []
-        for s, e, (o, ls, b) in zip(start, stop, self._axes):
-            i0 = (s - o) // ls
-            i1 = (e - 1 - o) // ls
-            l0 = o + i0 * ls
-            if i0 == i1:
-                l1 = l0 + ls
-                out.append(((i0, slice(s - l0, e - l0), slice(0, e - s),
-                             s == l0 and e == (l1 if l1 < b else b)),))
-                continue
-            segs = []
-            for i in range(i0, i1 + 1):
-                lo = s if s > l0 else l0
-                l1 = l0 + ls
-                hi = e if e < l1 else l1
-                segs.append((i, slice(lo - l0, hi - l0), slice(lo - s, hi - s),
-                             lo == l0 and hi == (l1 if l1 < b else b)))
-                l0 = l1
-            out.append(segs)
-        return out
-
-    def _fast_box(self, key):
-        """``(start, stop)`` for a key of 3 plain in-bounds slices, else None (the slow parser)."""
-        z, y, x = key
-        if type(z) is slice and type(y) is slice and type(x) is slice:
-            start = (z.start, y.start, x.start)
-            stop = (z.stop, y.stop, x.stop)
-            if (type(start[0]) is int and type(start[1]) is int and type(start[2]) is int
-                    and type(stop[0]) is int and type(stop[1]) is int and type(stop[2]) is int
-                    and z.step is None and y.step is None and x.step is None):
-                (oz, oy, ox), (bz, by, bx) = self._start, self._stop
-                if (oz <= start[0] < stop[0] <= bz and oy <= start[1] < stop[1] <= by
-                        and ox <= start[2] < stop[2] <= bx):
-                    return start, stop
-        return None
-
     # ------------------------------------------------------------------ reads
     def __getitem__(self, key):
         if type(key) is tuple and len(key) == 3:
             z, y, x = key
             if type(z) is int and type(y) is int and type(x) is int:
                 return self._get_point(z, y, x)
-            box = self._fast_box(key)
+            box = _fast_box(key, self._start, self._stop)
             if box is not None:
                 return self._get_box(*box)
-        box = self._parse_key(key)
+        box = _parse_key(key, self._start, self._stop)
         if box is None:
             return self._get_points(key)
         start, stop, squeeze = box
@@ -310,14 +133,14 @@ class OctreeVolume:
         data = self._dense.get(((z - oz) // lz, (y - oy) // ly, (x - ox) // lx))
         if data is not None:  # a negative offset gives a negative index: never a hit
             return data[(z - oz) % lz, (y - oy) % ly, (x - ox) % lx]
-        self._check_point((z, y, x))
+        _check_point((z, y, x), self._start, self._stop)
         return self._get_box((z, y, x), (z + 1, y + 1, x + 1))[0, 0, 0]
 
     def _get_box(self, start, stop) -> np.ndarray:
         shape = tuple(e - s for s, e in zip(start, stop))
         if 0 in shape:
             return np.empty(shape, dtype=self.dtype)
-        segz, segy, segx = self._segments(start, stop)
+        segz, segy, segx = _segments(start, stop, self._axes)
         if len(segz) == 1 and len(segy) == 1 and len(segx) == 1:
             node = self._dense.get((segz[0][0], segy[0][0], segx[0][0]))
             if node is not None:
@@ -365,8 +188,9 @@ class OctreeVolume:
                     self._get_rec(child, start, stop, out)
 
     def _get_points(self, key) -> np.ndarray:
-        pts = self._fancy_points(key)
-        order, local, groups = self._group_points([p.ravel() for p in pts])
+        pts = _fancy_points(key, self._start, self._stop)
+        order, local, groups = _group_points(
+            [p.ravel() for p in pts], self._start, self._stop, self.leaf_shape)
         got = np.empty(order.shape, dtype=self.dtype)
         for idx, a, b in groups:
             node = self._leaves.get(idx)
@@ -389,47 +213,6 @@ class OctreeVolume:
     def _leaf_start(self, idx):
         return tuple(o + i * ls for o, i, ls in zip(self._start, idx, self.leaf_shape))
 
-    def _fancy_points(self, key):
-        if not isinstance(key, tuple) or len(key) != 3:
-            raise IndexError("octree keys are 3 slices or ints, or 3 integer arrays of points")
-        try:
-            pts = np.broadcast_arrays(*[np.asarray(k) for k in key])
-        except ValueError as exc:
-            raise IndexError(f"point index arrays do not broadcast: {exc}") from None
-        for axis, (p, lo, hi) in enumerate(zip(pts, self._start, self._stop)):
-            if not np.issubdtype(p.dtype, np.integer):
-                raise IndexError(f"point indices must be integers, got {p.dtype} on axis {axis}")
-            if p.size and (p.min() < lo or p.max() >= hi):
-                raise IndexError(f"point indices on axis {axis} fall outside the octree "
-                                 f"bounds {lo}:{hi}")
-        return [p.astype(np.int64) for p in pts]
-
-    def _group_points(self, flat):
-        """Sort points by leaf.
-
-        Returns ``order`` (a stable permutation sorting the points by leaf),
-        the sorted leaf-local coordinates, and ``(leaf index, a, b)`` for each
-        leaf's run ``[a, b)`` of sorted points.
-        """
-        idx, local = [], []
-        for c, o, ls in zip(flat, self._start, self.leaf_shape):
-            q, r = np.divmod(c - o, ls)
-            idx.append(q)
-            local.append(r)
-        n = [((b - o) + ls - 1) // ls for o, b, ls in zip(self._start, self._stop, self.leaf_shape)]
-        lin = (idx[0] * n[1] + idx[1]) * n[2] + idx[2]
-        order = np.argsort(lin, kind="stable")
-        lin = lin[order]
-        local = [c[order] for c in local]
-        if not len(lin):
-            return order, local, []
-        starts = [0, *(np.flatnonzero(np.diff(lin)) + 1).tolist()]
-        ends = [*starts[1:], len(lin)]
-        groups = []
-        for a, b in zip(starts, ends):
-            u = int(lin[a])
-            groups.append(((u // (n[1] * n[2]), (u // n[2]) % n[1], u % n[2]), a, b))
-        return order, local, groups
 
     # ------------------------------------------------------------------ writes
     def __setitem__(self, key, value) -> None:
@@ -444,7 +227,7 @@ class OctreeVolume:
                     return
                 self._set_point((z, y, x), value)
                 return
-            box = self._fast_box(key)
+            box = _fast_box(key, self._start, self._stop)
             if box is not None:
                 start, stop = box
                 if type(value) is np.ndarray and value.shape == tuple(
@@ -454,7 +237,7 @@ class OctreeVolume:
                 if type(value) in (float, int, bool) or isinstance(value, np.generic):
                     self._set_box(start, stop, self.dtype.type(value), scalar=True)
                     return
-        box = self._parse_key(key)
+        box = _parse_key(key, self._start, self._stop)
         if box is None:
             self._set_points(key, value)
             return
@@ -472,14 +255,14 @@ class OctreeVolume:
         self._set_box(start, stop, value, scalar=False)
 
     def _set_point(self, point, value) -> None:
-        point = self._check_point(point)
+        point = _check_point(point, self._start, self._stop)
         leaf = self._materialize_leaf(self._leaf_index(point))
         leaf.data[tuple(p - s for p, s in zip(point, leaf.start))] = value
 
     def _set_box(self, start, stop, value, scalar: bool) -> None:
         if any(e <= s for s, e in zip(start, stop)):
             return
-        segz, segy, segx = self._segments(start, stop)
+        segz, segy, segx = _segments(start, stop, self._axes)
         dense = self._dense
         if len(segz) == 1 and len(segy) == 1 and len(segx) == 1:
             (iz, lz, vz, cz), (iy, ly, vy, cy), (ix, lx, vx, cx) = segz[0], segy[0], segx[0]
@@ -542,9 +325,10 @@ class OctreeVolume:
             self._try_collapse(node)
 
     def _set_points(self, key, value) -> None:
-        pts = self._fancy_points(key)
+        pts = _fancy_points(key, self._start, self._stop)
         values = np.broadcast_to(np.asarray(value, dtype=self.dtype), pts[0].shape).ravel()
-        order, local, groups = self._group_points([p.ravel() for p in pts])
+        order, local, groups = _group_points(
+            [p.ravel() for p in pts], self._start, self._stop, self.leaf_shape)
         values = values[order]
         for idx, a, b in groups:
             data = self._dense.get(idx)

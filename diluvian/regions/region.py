@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -30,7 +30,8 @@ from .blocks import (
     read_image_block,
     read_mask_block,
 )
-from .engine import FovRequest, iter_fill_regions
+from .engine import FovRequest
+from .results import RegionFillMixin
 
 __all__ = ["Region"]
 
@@ -49,7 +50,7 @@ class _MoveDelta:
         return obj.move_step.copy()
 
 
-class Region:
+class Region(RegionFillMixin):
     """A region being flood filled in an image volume from a seed voxel.
 
     Parameters
@@ -81,6 +82,20 @@ class Region:
     rng : numpy.random.Generator, optional
         Random stream for ``move_priority = 'random'``; defaults to a fixed
         stream so fills are reproducible.
+    blocked : array-like, optional
+        Same shape as ``image``; a move whose FOV centre voxel is nonzero
+        here is not predicted (dense filling passes the labels of bodies
+        already committed, so a region does not spend evaluations inside
+        another object). Read at the time each move is dequeued.
+    move_margin : sequence of int, optional
+        FOV centres of moves (not the seed) stay at least this many voxels
+        from the volume faces, per axis, so every prediction sees real image
+        context (Google FFN's rule, with half the input FOV). Default 0.
+    stop_weak_seed : bool
+        Stop filling as soon as a prediction leaves the seed voxel below
+        ``t_move``: the region has lost its own seed, and further moves would
+        fill whatever object it drifted into (Google FFN's "seed got too
+        weak" rule). ``seed_weak`` tells whether this happened.
 
     Attributes
     ----------
@@ -94,6 +109,8 @@ class Region:
         Predictions applied so far.
     num_skipped : int
         Dequeued moves skipped by the recheck.
+    num_blocked : int
+        Dequeued moves skipped because their centre lies in ``blocked``.
     stopped, early_termination : bool
         Whether filling was stopped (by ``max_moves`` or a callback), and
         whether moves were still queued when it was.
@@ -114,6 +131,9 @@ class Region:
         *,
         model_config=None,
         rng: np.random.Generator | None = None,
+        blocked=None,
+        move_margin=None,
+        stop_weak_seed: bool = False,
     ):
         if model_config is None:
             from ..config import CONFIG
@@ -145,6 +165,17 @@ class Region:
             raise DiluvianError(
                 f"block_padding = {block_padding!r} is invalid: expected 'reflect' or 'constant'")
         self.rng = rng if rng is not None else np.random.default_rng(0)
+        if blocked is not None and tuple(int(s) for s in blocked.shape) != shape:
+            raise DiluvianError(f"blocked voxels shape {list(blocked.shape)} differs from image "
+                                f"shape {list(shape)}")
+        self.blocked = blocked
+        margin = (0, 0, 0) if move_margin is None else tuple(int(m) for m in move_margin)
+        if len(margin) != 3 or min(margin) < 0:
+            raise DiluvianError(f"move_margin {list(margin)} must be three non-negative integers")
+        self._centre_lo = margin
+        self._centre_hi = tuple(n - m for n, m in zip(shape, margin))
+        self.stop_weak_seed = bool(stop_weak_seed)
+        self.seed_weak = False
 
         seed = np.array(shape) // 2 if seed_vox is None else np.asarray(seed_vox)
         seed = seed.astype(np.int64).reshape(3)
@@ -187,6 +218,7 @@ class Region:
         self._in_flight = 0
         self.num_moves = 0
         self.num_skipped = 0
+        self.num_blocked = 0
         self.stopped = False
         self.early_termination = False
         self.last_center_vox: tuple[int, int, int] | None = None
@@ -249,9 +281,10 @@ class Region:
         return self.seed_vox + np.asarray(pos, dtype=np.int64) * self.move_step
 
     def pos_in_bounds(self, pos) -> bool:
-        """Whether the FOV centre of a lattice position lies inside the volume."""
-        return all(0 <= s + int(p) * d < n
-                   for s, p, d, n in zip(self._seed, pos, self._step, self.shape))
+        """Whether the FOV centre of a lattice position lies inside the volume (less ``move_margin``)."""
+        return all(lo <= s + int(p) * d < hi
+                   for s, p, d, lo, hi in zip(self._seed, pos, self._step, self._centre_lo,
+                                              self._centre_hi))
 
     def _block_start(self, shape) -> tuple[int, ...]:
         """Offset of a block of ``shape`` from its centre voxel (negative or zero)."""
@@ -457,9 +490,13 @@ class Region:
             if pos in self._visited:
                 continue
             vox = tuple(s + p * d for s, p, d in zip(self._seed, pos, self._step))
-            if self.move_recheck and pos != _SEED_POS and not self._recheck(vox):
-                self.num_skipped += 1
-                continue
+            if pos != _SEED_POS:
+                if self.blocked is not None and self.blocked[vox]:
+                    self.num_blocked += 1
+                    continue
+                if self.move_recheck and not self._recheck(vox):
+                    self.num_skipped += 1
+                    continue
             self._visited.add(pos)
             lo = [v - h for v, h in zip(vox, half)]
             hi = [a + s for a, s in zip(lo, in_shape)]
@@ -497,127 +534,10 @@ class Region:
         self._in_flight -= 1
         self.num_moves += 1
         self.last_center_vox = request.center_vox
+        if self.stop_weak_seed and not self.stopped:
+            seed_value = np.asarray(self.mask[box_slices(self._seed, [s + 1 for s in self._seed])])
+            if not float(seed_value.ravel()[0]) >= self.t_move:
+                self.seed_weak = True
+                self.stopped = True  # a natural end, not an early termination
         if remask_interval and self.num_moves % remask_interval == 0:
             self.remask()
-
-    # ------------------------------------------------------------------
-    # Filling
-    # ------------------------------------------------------------------
-
-    def fill(
-        self,
-        model,
-        progress: bool = False,
-        move_batch_size: int = 1,
-        max_moves: int | None = None,
-        stopping_callback: Callable[[Region], bool] | None = None,
-        remask_interval: int | None = None,
-        bias: bool = True,
-    ) -> None:
-        """Flood fill this region with a model until no moves remain.
-
-        Parameters
-        ----------
-        model : keras.Model or callable
-            Anything with ``predict_on_batch`` (inputs
-            ``[images[..., None], masks[..., None]]``), or
-            ``predictor(images, masks) -> probs``; see
-            :func:`diluvian.regions.as_predictor`.
-        progress : bool
-            Show a progress bar of moves.
-        move_batch_size : int
-            Queued moves predicted in one model call (applied in order).
-        max_moves : int, optional
-            Stop after this many moves (``early_termination`` tells whether
-            moves were left).
-        stopping_callback : callable, optional
-            ``stopping_callback(region) -> bool`` after each model call;
-            true stops filling.
-        remask_interval : int, optional
-            Every this many moves, keep only the seeded connected component
-            (:meth:`remask`).
-        bias : bool
-            Anti-merge bias update; false overwrites the mask.
-        """
-        for _ in iter_fill_regions(
-                [self], model, batch_size=move_batch_size, moves_per_region=move_batch_size,
-                progress=progress, max_moves=max_moves, stopping_callback=stopping_callback,
-                remask_interval=remask_interval, bias=bias):
-            pass
-
-    def fill_animation(self, filename, model, **kwargs) -> None:
-        """Fill with ``model`` and write an animation of the fill; see :func:`diluvian.regions.animation.fill_animation`."""
-        from .animation import fill_animation
-
-        fill_animation(self, filename, model, **kwargs)
-
-    # ------------------------------------------------------------------
-    # Results
-    # ------------------------------------------------------------------
-
-    def remask(self) -> bool:
-        """Keep only the seeded connected component of ``mask >= t_move``.
-
-        Every voxel outside that component is clipped to just below
-        ``min(t_move, t_final)``, so it neither queues moves nor belongs to
-        the final body. Unset voxels stay unset.
-
-        Returns
-        -------
-        bool
-            False (and nothing changed) if the seed voxel is below ``t_move``.
-        """
-        from scipy import ndimage
-
-        sl = box_slices(self._bbox_lo, self._bbox_hi)
-        block = np.asarray(self.mask[sl])
-        binary = block >= self.t_move
-        seed = tuple(s - lo for s, lo in zip(self._seed, self._bbox_lo))
-        if not binary[seed]:
-            return False
-        labels, _ = ndimage.label(binary)
-        keep = labels == labels[seed]
-        clip = np.nextafter(np.float32(min(self.t_move, self.t_final)), np.float32(-np.inf))
-        self.mask[sl] = np.where(keep, block, np.minimum(block, clip))
-        return True
-
-    def get_mask_array(self) -> np.ndarray:
-        """The mask as a dense float32 volume (NaN = unset)."""
-        if not self.sparse_mask:
-            return np.asarray(self.mask)
-        out = np.full(self.shape, np.nan, dtype=np.float32)
-        sl = box_slices(self._bbox_lo, self._bbox_hi)
-        out[sl] = np.asarray(self.mask[sl])
-        return out
-
-    def get_final_mask(self) -> np.ndarray:
-        """Boolean volume of ``mask >= t_final``."""
-        out = np.zeros(self.shape, dtype=bool)
-        sl = box_slices(self._bbox_lo, self._bbox_hi)
-        out[sl] = np.asarray(self.mask[sl]) >= self.t_final
-        return out
-
-    def to_body(self):
-        """The filled object as a :class:`diluvian.postprocessing.Body` (``mask >= t_final``)."""
-        from ..postprocessing import Body
-
-        return Body(self.get_final_mask(), self.seed_vox.copy())
-
-    def prediction_metric(self, metric: Callable, threshold: bool = True, **kwargs):
-        """Score the mask against the target with ``metric(target, prediction, **kwargs)``.
-
-        Parameters
-        ----------
-        metric : callable
-            E.g. :func:`diluvian.util.binary_f_score`.
-        threshold : bool
-            Compare ``mask >= t_final`` with the boolean target; otherwise
-            the probabilities (unset as ``v_false``) with the target as float.
-        """
-        if self.target is None:
-            raise DiluvianError("region has no target to compute a prediction metric against")
-        target = np.asarray(self.target)
-        if threshold:
-            return metric(target.astype(bool), self.get_final_mask(), **kwargs)
-        probs = np.nan_to_num(self.get_mask_array(), nan=self.v_false)
-        return metric(target.astype(np.float32), probs, **kwargs)

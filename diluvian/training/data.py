@@ -8,14 +8,15 @@ whatever order: the same seed always gives the same batches.
 Samples are drawn round robin across volumes (sample ``k`` comes from volume
 ``k % n``). With ``augment_use_both`` every drawn subvolume is used twice in
 sequence, first as is and then augmented. Nothing here imports TensorFlow;
-:func:`make_py_dataset` wraps a :class:`TrainingData` in a
-``keras.utils.PyDataset`` whose worker threads build batches while the
-network trains.
+:func:`make_tf_dataset` (used by training) and :func:`make_py_dataset` wrap a
+:class:`TrainingData` so that worker threads build batches while the network
+trains.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import itertools
+from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -34,6 +35,7 @@ __all__ = [
     "fill_factor_bin_weights",
     "fill_factor_weights",
     "make_py_dataset",
+    "make_tf_dataset",
     "mask_seed_input",
     "prepare_subvolume",
     "seed_component",
@@ -332,3 +334,66 @@ def make_py_dataset(data: TrainingData, workers: int = 1, reset_generators: bool
                 self.epoch += 1
 
     return _Dataset()
+
+
+def make_tf_dataset(data: TrainingData, workers: int = 1, reset_generators: bool = False,
+                    queue_size: int = 8, prefetch: int = 2):
+    """A ``tf.data.Dataset`` of one epoch of ``data``'s batches, built ahead by ``workers`` threads.
+
+    Each iteration of the dataset (Keras starts one per epoch) is the next
+    epoch, drawing new samples unless ``reset_generators`` is set (then
+    every epoch is epoch 0). Batches come in order, so the same seed gives
+    the same batches whatever the number of workers. Unlike a
+    ``keras.utils.PyDataset`` with workers (for which Keras turns tf.data
+    prefetching off), ``prefetch`` batches are kept ready as tensors, so
+    handing a batch to the training step overlaps the previous step.
+
+    Parameters
+    ----------
+    data : TrainingData
+    workers : int
+        Threads building batches.
+    reset_generators : bool
+        Draw the same samples every epoch.
+    queue_size : int
+        Batches submitted to the threads beyond one per worker.
+    prefetch : int
+        Batches tf.data keeps ready (0: none).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import tensorflow as tf
+
+    epochs = itertools.count()
+    steps = data.steps_per_epoch
+    workers = max(1, int(workers))
+    ahead = workers + max(0, int(queue_size))
+
+    def spec(shape):
+        return tf.TensorSpec((data.batch_size, *(int(n) for n in shape), 1), tf.float32)
+
+    signature = ((spec(data.input_fov_shape), spec(data.input_fov_shape)),
+                 spec(data.output_fov_shape))
+    if data.bins is not None:
+        signature += (tf.TensorSpec((data.batch_size, 1, 1, 1), tf.float32),)
+
+    def epoch_batches():
+        epoch = 0 if reset_generators else next(epochs)
+        pending: deque = deque()
+        submitted = 0
+        with ThreadPoolExecutor(workers, thread_name_prefix="diluvian-batches") as pool:
+            try:
+                for _ in range(steps):
+                    while submitted < steps and len(pending) < ahead:
+                        pending.append(pool.submit(data.batch, submitted, epoch))
+                        submitted += 1
+                    yield pending.popleft().result()
+            finally:
+                for future in pending:
+                    future.cancel()
+
+    dataset = tf.data.Dataset.from_generator(epoch_batches, output_signature=signature)
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps))
+    if prefetch > 0:
+        dataset = dataset.prefetch(int(prefetch))
+    return dataset

@@ -16,7 +16,10 @@ Outputs of :func:`train_network` for a base name ``BASE`` (default
 ``BASE-interrupted.keras``
     On Ctrl-C: the model of the last completed epoch.
 ``BASE-logs/``
-    With ``tensorboard``: TensorBoard logs.
+    With ``tensorboard``: TensorBoard event files, per epoch: ``train/``
+    (``epoch_loss``, ``epoch_learning_rate``) and ``validation/``
+    (``epoch_loss`` and the validation metric). View them with
+    ``tensorboard --logdir BASE-logs``.
 """
 
 from __future__ import annotations
@@ -31,11 +34,17 @@ from typing import Any
 import numpy as np
 
 from ..util import DiluvianError, atomic_output
-from .data import TrainingData, make_py_dataset
+from .data import TrainingData, make_tf_dataset
 from .moving import MovingTrainer, fit_moving
 from .validation import ValidationSet, metric_name
 
-__all__ = ["DEFAULT_MODEL_OUTPUT_FILEBASE", "TrainingResult", "train_network", "validate_model"]
+__all__ = [
+    "DEFAULT_MODEL_OUTPUT_FILEBASE",
+    "TrainingResult",
+    "show_training_sample",
+    "train_network",
+    "validate_model",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -172,17 +181,62 @@ def plot_history(history: list[dict[str, float]], filename) -> None:
     plt.close(fig)
 
 
-def _show_viewer(data: TrainingData, config) -> None:
+#: Shader for probability layers (mask input, output) in the ``--viewer`` view.
+_PROBABILITY_SHADER = """#uicontrol vec3 color color(default="#00ff00")
+#uicontrol float opacity slider(min=0, max=1, default=0.6)
+void main() {
+  emitRGBA(vec4(color, opacity * clamp(toRaw(getDataValue()), 0.0, 1.0)));
+}
+"""
+
+
+def _require(module: str, flag: str) -> None:
+    """Raise a one-line :class:`DiluvianError` unless ``module`` can be imported."""
+    import importlib
+
     try:
-        from ..viewer import WrappedViewer
+        importlib.import_module(module)
     except ImportError:
-        logger.warning("--viewer: diluvian.viewer.WrappedViewer is not available; no viewer shown")
-        return
+        raise DiluvianError(f"{flag} needs the {module!r} package (pip install {module})") from None
+
+
+def show_training_sample(model, data: TrainingData, viewer_class=None):
+    """Show training sample 0 of epoch 0 and the model's output in a neuroglancer viewer.
+
+    Layers (ZYX, in the sample's volume resolution): ``image`` (the input
+    FOV), ``mask input`` (the seeded mask the network is given), ``target``
+    (the object mask the output is trained towards) and ``output`` (the
+    model's predicted probabilities), the last two placed at the output
+    FOV's offset within the input FOV. Prints the viewer URL and waits for
+    Enter (``v`` + Enter opens a browser).
+
+    Parameters
+    ----------
+    model : keras.Model
+    data : TrainingData
+        The training samples (the first sample is shown).
+    viewer_class : type, optional
+        Defaults to :class:`diluvian.viewer.WrappedViewer`.
+
+    Returns
+    -------
+    WrappedViewer
+    """
+    if viewer_class is None:
+        from ..viewer import WrappedViewer as viewer_class
     subv = data.subvolume(0, epoch=0)
-    viewer = WrappedViewer(voxel_size=[float(r) for r in config.volume.resolution])
-    viewer.add(subv.image, name="image")
-    viewer.add(subv.label_mask.astype(np.uint32), name="label_mask", kind="segmentation")
+    image, mask, target, _ = data.sample_from_subvolume(subv)
+    output = np.asarray(model.predict([image[None, ..., None], mask[None, ..., None]],
+                                      verbose=0))[0, ..., 0]
+    offset = (np.asarray(image.shape) - np.asarray(output.shape)) // 2
+    volume = dict(data.volumes)[data.volume_name(0)]
+    viewer = viewer_class(voxel_size=[float(r) for r in volume.resolution])
+    viewer.add(image, name="image")
+    viewer.add(mask, name="mask input", shader=_PROBABILITY_SHADER)
+    viewer.add(target > 0.5, name="target", kind="mask", offset=offset)
+    viewer.add(output, name="output", offset=offset, shader=_PROBABILITY_SHADER)
     viewer.print_view_prompt()
+    return viewer
 
 
 # --------------------------------------------------------------------------
@@ -273,11 +327,7 @@ def _keras_callback(epoch_end: _EpochEnd):
 
 
 def _tensorboard_callback(log_dir: Path):
-    try:
-        import tensorboard  # noqa: F401
-    except ImportError:
-        raise DiluvianError("--tensorboard needs the 'tensorboard' package (pip install "
-                            "tensorboard)") from None
+    _require("tensorboard", "--tensorboard")
     import keras
 
     return keras.callbacks.TensorBoard(log_dir=str(log_dir))
@@ -325,9 +375,10 @@ def _train_once(model_file, volumes, base: Path, model_checkpoint_file, tensorbo
             callbacks.append(_keras_callback(epoch_end))
             if tb is not None:
                 callbacks.append(tb)
-            dataset = make_py_dataset(data, workers=t.num_workers,
+            dataset = make_tf_dataset(data, workers=t.num_workers,
                                       reset_generators=t.reset_generators)
-            model.fit(dataset, epochs=t.total_epochs, callbacks=callbacks,
+            # Batches come in their seeded order; nothing to shuffle.
+            model.fit(dataset, epochs=t.total_epochs, callbacks=callbacks, shuffle=False,
                       verbose=1 if progress else 0)
     except KeyboardInterrupt:
         epoch_end.save_interrupted()
@@ -363,9 +414,12 @@ def train_network(model_file=None, volumes=None, model_output_filebase=None,
         ``epoch`` (1-based) and the epoch's logs, e.g.
         ``'model.{epoch:02d}.keras'``.
     tensorboard : bool
-        Write TensorBoard logs to ``BASE-logs/``.
+        Write TensorBoard logs to ``BASE-logs/`` (needs the ``tensorboard``
+        package).
     viewer : bool
-        Show a training sample in a neuroglancer viewer at the end.
+        At the end, show the first training sample and the trained model's
+        output in a neuroglancer viewer (see :func:`show_training_sample`;
+        needs the ``neuroglancer`` package).
     metric_plot : bool
         Plot the history to ``BASE.png``.
     early_restart : bool
@@ -386,6 +440,10 @@ def train_network(model_file=None, volumes=None, model_output_filebase=None,
         After saving the last completed epoch's model as
         ``BASE-interrupted.keras``.
     """
+    if tensorboard:
+        _require("tensorboard", "--tensorboard")
+    if viewer:
+        _require("neuroglancer", "--viewer")
     if config is None:
         from ..config import CONFIG as config
     config = config.copy()
@@ -405,9 +463,9 @@ def train_network(model_file=None, volumes=None, model_output_filebase=None,
         result = _train_once(model_file, volumes, base, model_checkpoint_file, tensorboard,
                              metric_plot, config, progress)
     if viewer:
-        t = config.training
         training_volumes, _ = _partitioned(volumes, config)
-        _show_viewer(TrainingData(training_volumes, config, num_samples=t.batch_size), config)
+        show_training_sample(result.model, TrainingData(
+            training_volumes, config, num_samples=config.training.batch_size))
     return result
 
 

@@ -1,0 +1,67 @@
+"""Choosing the numeric precision a network runs at for inference."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import platform
+from pathlib import Path
+
+__all__ = ["cpu_has_native_bfloat16", "resolve_dtype_policy"]
+
+log = logging.getLogger(__name__)
+
+#: CPU flags (Linux ``/proc/cpuinfo``) of native bfloat16 arithmetic.
+_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@functools.cache
+def cpu_has_native_bfloat16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX-BF16).
+
+    Parameters
+    ----------
+    cpuinfo : str, optional
+        Contents of ``/proc/cpuinfo`` (read when not given; other systems
+        than Linux report false).
+    """
+    if cpuinfo is None:
+        path = Path("/proc/cpuinfo")
+        if platform.system() != "Linux" or not path.exists():
+            return False
+        try:
+            cpuinfo = path.read_text(errors="replace")
+        except OSError:
+            return False
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.partition(":")[2].split())
+    return any(flag in flags for flag in _BF16_FLAGS)
+
+
+def resolve_dtype_policy(name: str | None) -> str | None:
+    """The Keras dtype policy to run inference under, or ``None`` for float32.
+
+    Parameters
+    ----------
+    name : str or None
+        ``'float32'`` (or ``None``): full precision; ``'auto'``: mixed
+        float16 when TensorFlow sees a GPU, bfloat16 on a CPU with native
+        bfloat16 instructions, otherwise float32; any other Keras dtype
+        policy name is returned as given.
+    """
+    if name is None or name == "float32":
+        return None
+    if name != "auto":
+        return name
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        chosen = "mixed_float16"
+    elif cpu_has_native_bfloat16():
+        chosen = "bfloat16"
+    else:
+        chosen = None
+    log.info("dtype_policy 'auto' runs the network in %s", chosen or "float32")
+    return chosen
