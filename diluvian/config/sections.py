@@ -312,7 +312,9 @@ class TrainingConfig(BaseConfig):
     Attributes
     ----------
     num_gpus : int
-        Number of GPUs to use for data-parallelism.
+        Number of GPUs to use for data-parallelism; ``diluvian fill`` also
+        puts one model replica on each of this many GPUs and splits every
+        batch of ``--move-batch-size`` FOVs across them.
     num_workers : int
         Number of workers generating training data.
     gpu_batch_size : int

@@ -157,6 +157,12 @@ reject_early_termination, checkpoint_interval
         raise DiluvianError(f"output file {filename!r} must contain '{{volume}}' to fill "
                             f"{len(volumes)} volumes")
     model = load_fill_model(model_file, config)
+    from ..network import MultiDevicePredictor, fill_devices
+
+    devices = fill_devices(int(config.training.num_gpus))
+    if devices:
+        # One replica per GPU; every model call's batch is split across them.
+        model = MultiDevicePredictor(model, devices)
 
     downsample = config.explicitly_set("volume.resolution")
     if partition:

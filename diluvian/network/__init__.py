@@ -20,6 +20,7 @@ from .architectures import (
     unet_downsample_factors,
     unet_level_resolutions,
 )
+from .devices import MultiDevicePredictor, fill_devices, replicate_for_devices
 from .ffn_import import FFN_SETTINGS, build_ffn_convstack, import_ffn_checkpoint
 from .io import (
     apply_model_settings,
@@ -37,12 +38,14 @@ from .precision import cpu_has_native_bfloat16, resolve_dtype_policy
 __all__ = [
     "FFN_SETTINGS",
     "CentralCrop3D",
+    "MultiDevicePredictor",
     "ProbabilityToLogit",
     "apply_model_settings",
     "build_ffn_convstack",
     "check_model_io",
     "compile_network",
     "cpu_has_native_bfloat16",
+    "fill_devices",
     "import_ffn_checkpoint",
     "load_model",
     "make_flood_fill_network",
@@ -50,6 +53,7 @@ __all__ = [
     "make_network",
     "model_settings_from_config",
     "read_model_settings",
+    "replicate_for_devices",
     "resolve_dtype_policy",
     "save_model",
     "transpose_model",
