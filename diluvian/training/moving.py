@@ -140,17 +140,25 @@ class MovingTrainer:
             return self.model.train_on_batch(list(x), y, return_dict=True)
         import tensorflow as tf
 
+        # Keras' train_on_batch would give every replica the whole batch, and
+        # its train function fed by hand fails under MirroredStrategy; a
+        # one-batch fit splits the batch across replicas as fit always does.
         ds = tf.data.Dataset.from_tensor_slices(((x[0], x[1]), y)).batch(len(y))
-        dist = self.strategy.experimental_distribute_dataset(ds)
-        self.model.make_train_function()
-        logs = self.model.train_function(iter(dist))
+        history = self.model.fit(ds, epochs=1, verbose=0, shuffle=False)
+        logs = {k: v[-1] for k, v in history.history.items()}
         return {k: float(np.asarray(v)) for k, v in logs.items()}
+
+    def _predict(self, x) -> np.ndarray:
+        if self.strategy is None or self.strategy.num_replicas_in_sync <= 1:
+            return np.asarray(self.model.predict_on_batch(list(x)))[..., 0]
+        # predict_on_batch under a multi-replica strategy returns one copy per replica.
+        return np.asarray(self.model(list(x), training=False))[..., 0]
 
     def step(self) -> dict[str, float]:
         """One training step; returns the Keras logs."""
         requests, x, y = self.next_batch()
         logs = self._train(x, y)
-        probs = np.asarray(self.model.predict_on_batch(list(x)))[..., 0]
+        probs = self._predict(x)
         for request, prob in zip(requests, probs):
             request.region.apply(request, prob)
         return logs

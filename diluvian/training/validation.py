@@ -90,6 +90,7 @@ class ValidationSet:
 
         regions = [Region.from_subvolume(s, model_config=self.config.model)
                    for s in self.subvolumes]
+        model = _single_device_predictor(model)
         # At most as many moves as lattice positions whose FOV fits the subvolume
         # (one for the default validation_subv_shape = input_fov_shape).
         fill_regions(regions, model, batch_size=batch_size, progress=progress,
@@ -120,3 +121,24 @@ class ValidationSet:
                                 "metric": float(np.mean([metrics[i] for i in idx])),
                                 "count": len(idx)}
         return {"loss": loss, "metric": metric, "volumes": per_volume}
+
+
+def _single_device_predictor(model: Any) -> Any:
+    """A predictor calling ``model`` directly when it was built under a multi-replica strategy.
+
+    ``predict_on_batch`` of a model built in a ``MirroredStrategy`` scope
+    returns one copy of the batch's predictions per replica; validation
+    batches are small, so an eager call of the model is used instead.
+    """
+    strategy = getattr(model, "distribute_strategy", None)
+    if strategy is None or getattr(strategy, "num_replicas_in_sync", 1) <= 1:
+        return model
+
+    def predictor(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        out = model([images[..., None], masks[..., None]], training=False)
+        if isinstance(out, (list, tuple)):
+            out = out[0]
+        return np.asarray(out)[..., 0]
+
+    return predictor
+
