@@ -39,6 +39,19 @@ class DiluvianError(Exception):
     """
 
 
+def _umask() -> int:
+    """The process umask (read without changing it where /proc allows)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
@@ -71,6 +84,9 @@ def atomic_output(path: str | os.PathLike, suffix: str | None = None) -> Iterato
     tmp = Path(tmp)
     try:
         yield tmp
+        # mkstemp creates 0600 files; give the output the usual mode (0666 less umask).
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
