@@ -615,3 +615,17 @@ def test_viewer_shows_the_first_training_sample_and_the_model_output(tiny_volume
     assert viewer.layers["output"][0].shape == (5, 9, 9)
     for name in ("target", "output"):
         assert list(viewer.layers[name][1]["offset"]) == [0, 4, 4]
+
+
+def test_best_model_tie_on_metric_goes_to_lower_validation_loss():
+    from diluvian.training.train import _EpochEnd
+
+    end = object.__new__(_EpochEnd)
+    end.mode, end.best, end.best_loss = "max", None, float("inf")
+    assert end._better(0.0, 0.66)
+    end.best, end.best_loss = 0.0, 0.66
+    assert end._better(0.0, 0.62)       # same F0.5, lower loss
+    assert not end._better(0.0, 0.70)
+    assert end._better(0.1, 0.90)       # better metric wins whatever the loss
+    end.mode = "min"
+    assert not end._better(0.1, 0.1) and end._better(-0.1, 0.9)

@@ -261,15 +261,19 @@ class _EpochEnd:
         self.mode = t.validation_metric.get("mode", "max")
         self.best: float | None = None
         self.best_epoch: int | None = None
+        self.best_loss = math.inf
         self.history: list[dict[str, float]] = []
         self.last_weights = None
         self.stop = False
         self.aborted = False
         self.settings = _model_settings(config)
 
-    def _better(self, value: float) -> bool:
+    def _better(self, value: float, loss: float) -> bool:
+        """Better metric; on a tie (e.g. F0.5 still 0 early on), lower validation loss."""
         if self.best is None or math.isnan(self.best):
             return not math.isnan(value)
+        if value == self.best:
+            return loss < self.best_loss
         return value > self.best if self.mode == "max" else value < self.best
 
     def __call__(self, epoch: int, logs: dict[str, Any]) -> None:
@@ -283,8 +287,9 @@ class _EpochEnd:
         row.update({k: float(v) for k, v in logs.items()})
         self.history.append(row)
         self.last_weights = self.model.get_weights()
-        if self._better(result["metric"]):
+        if self._better(result["metric"], result["loss"]):
             self.best, self.best_epoch = result["metric"], epoch + 1
+            self.best_loss = result["loss"]
             save_model(self.model, _suffixed(self.base, ".keras"), self.settings)
         write_history_csv(self.history, _suffixed(self.base, ".csv"))
         if self.checkpoint_file:
