@@ -350,6 +350,11 @@ def _train_once(model_file, volumes, base: Path, model_checkpoint_file, tensorbo
     t = config.training
     training_volumes, validation_volumes = partition_volumes(volumes, config=config)
     strategy = _strategy(t.num_gpus)
+    if config.random_seed is not None:
+        # Weight initialisation, dropout and Keras' own shuffling follow the seed too.
+        import keras
+
+        keras.utils.set_random_seed(int(config.random_seed))
     with strategy.scope():
         model = _build_model(model_file, config)
     config.to_toml(_suffixed(base, ".toml"))
