@@ -81,11 +81,10 @@ class MultiDevicePredictor:
     def _run(self, k: int, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
         import tensorflow as tf
 
+        from ..regions import as_predictor
+
         with tf.device(self.devices[k]):
-            out = self.replicas[k].predict_on_batch([images[..., None], masks[..., None]])
-        if isinstance(out, (list, tuple)):
-            out = out[0]
-        return np.asarray(out)[..., 0]
+            return as_predictor(self.replicas[k])(images, masks)
 
     def __call__(self, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
         parts = [p for p in np.array_split(np.arange(len(images)), len(self.devices)) if len(p)]
