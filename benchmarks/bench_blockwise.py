@@ -90,6 +90,12 @@ def main() -> None:
     parser.add_argument("--block-overlap", type=int, nargs=3, default=[4, 8, 8])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
                         help="worker counts to time (the first one's labels are scored)")
+    parser.add_argument("--move-batch-size", type=int, default=1,
+                        help="move_batch_size of every fill (default 1: on a CPU larger batches "
+                        "gain little)")
+    parser.add_argument("--single-labels", default=None, metavar="NPY",
+                        help="labels of the single-process fill of the same volume and settings "
+                        "(bench_fill.py --save-labels) instead of filling it again")
     args = parser.parse_args()
     if not FIB25.exists():
         raise SystemExit(f"{FIB25} is not available")
@@ -103,7 +109,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_blockwise_"))
     volume, truth = crop_volume(args.crop, tmp, half=args.half)
-    options = {"seed_generator": "sobel", "move_batch_size": 8}
+    options = {"seed_generator": "sobel", "move_batch_size": args.move_batch_size}
     what = "z 125-250" if args.half else f"crop {args.crop}"
     if args.predictor == "ffn":
         from diluvian.network import apply_model_settings, read_model_settings
@@ -127,12 +133,20 @@ def main() -> None:
     print(f"{what} of FIB-25, blocks {args.block_shape} + overlap "
           f"{args.block_overlap}, predictor {args.predictor} "
           f"(dtype policy {config.fill.dtype_policy})", flush=True)
-    t0 = time.perf_counter()
-    single, single_stats = fill_volume_with_model(single_model, volume, progress=False,
-                                                  config=config, **options)
-    t_single = time.perf_counter() - t0
-    print(f"single process: {single_stats.bodies} bodies, {single_stats.moves} evaluations, "
-          f"{t_single:.1f} s", flush=True)
+    if args.single_labels:
+        single, t_single = np.load(args.single_labels), float("nan")
+        if single.shape != truth.shape:
+            raise SystemExit(f"{args.single_labels}: shape {list(single.shape)}, expected "
+                             f"{list(truth.shape)}")
+        print(f"single process: {len(np.unique(single)) - 1} bodies read from "
+              f"{args.single_labels}", flush=True)
+    else:
+        t0 = time.perf_counter()
+        single, single_stats = fill_volume_with_model(single_model, volume, progress=False,
+                                                      config=config, **options)
+        t_single = time.perf_counter() - t0
+        print(f"single process: {single_stats.bodies} bodies, {single_stats.moves} "
+              f"evaluations, {t_single:.1f} s", flush=True)
     if args.half:
         from diluvian.evaluation import adapted_rand_error
 

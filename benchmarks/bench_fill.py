@@ -201,6 +201,9 @@ def main(argv=None) -> int:
     parser.add_argument("--fib25-batch", type=int, default=1,
                         help="move_batch_size for (c) (default 1: on a CPU batches gain nothing).")
     parser.add_argument("--skip-ab", action="store_true", help="Run only (c) and (d).")
+    parser.add_argument("--save-labels", default=None, metavar="NPY",
+                        help="Write the labels of (c) to this .npy file (for bench_blockwise.py "
+                        "--single-labels).")
     parser.add_argument("--dtype-policy", default="auto",
                         help="[fill] dtype_policy for (a)-(c) (default 'auto').")
     args = parser.parse_args(argv)
@@ -252,11 +255,16 @@ def main(argv=None) -> int:
         volume = NdarrayVolume([10, 10, 10], image_data=image)
         labels, stats, wall, sizes = fill_once(model, volume, config, args.fib25_batch,
                                                progress=True)
+        if args.save_labels:
+            np.save(args.save_labels, labels)
         s = scores(truth, labels)
         where = "z 125-250" if half else f"centred {args.fib25}^3 crop"
         print(f"(c) FIB-25 {where}, dtype policy {config.fill.dtype_policy}: {stats.bodies} "
-              f"bodies, {stats.moves} network evaluations ({stats.blocked_moves} moves into "
-              f"committed bodies skipped, {stats.weak_seeds} regions stopped on a weak seed), "
+              f"bodies, {stats.moves} network evaluations ({stats.wasted_moves} of them in "
+              f"{stats.cancelled_regions} regions cancelled by an earlier body, "
+              f"{stats.blocked_moves} moves into committed bodies skipped, "
+              f"{stats.weak_seeds} regions stopped on a weak seed, "
+              f"{stats.rejected_small} bodies under min_body_size), "
               f"{wall:.1f} s, {stats.labelled_voxels / labels.size:.1%} labelled")
         print(f"    {'':14s}{'ours':>8s}{'FFN (z 125-250)':>18s}")
         for key, name in (("voi_split", "VOI split"), ("voi_merge", "VOI merge"),

@@ -4,28 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from region_helpers import FOV, STEP, ball, model_config
 
-from diluvian.config import CONFIG, ModelConfig
+from diluvian.config import CONFIG
 from diluvian.regions import FovRequest, Region, as_predictor, fill_regions, iter_fill_regions
 from diluvian.util import DiluvianError, binary_f_score
 from diluvian.volumes.subvolume import Subvolume
 
-FOV = 7
-STEP = 2
 C = FOV // 2
-
-
-def model_config(**overrides) -> ModelConfig:
-    settings = CONFIG.model.settings()
-    settings.update(input_fov_shape=[FOV] * 3, output_fov_shape=[FOV] * 3,
-                    output_fov_move_fraction=FOV // STEP)
-    settings.update(overrides)
-    return ModelConfig(settings)
-
-
-def ball(shape, centre, radius) -> np.ndarray:
-    z, y, x = np.ogrid[tuple(slice(0, s) for s in shape)]
-    return ((z - centre[0]) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2) <= radius ** 2
 
 
 def intensity_oracle(value: float):

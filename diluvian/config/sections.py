@@ -74,7 +74,16 @@ class ModelConfig(BaseConfig):
         If true, when moves are retrieved from the queue a cube in the
         probability mask is checked around the move location. If no voxel in
         this cube is at least the move threshold, the move is skipped. The
-        cube size is one move step in each direction.
+        cube size is one move step in each direction. (With ``move_policy =
+        "face_max"`` the move's centre voxel itself is checked.)
+    move_policy : str
+        Where a move puts the next FOV centre. ``'lattice'`` (default, as
+        diluvian 0.0.6): one move step along the axis, so centres stay on a
+        lattice anchored at the seed. ``'face_max'`` (Google FFN's
+        ``FaceMaxMovementPolicy``): the voxel of highest probability on the
+        move-check face, so centres follow the object; each lattice cell
+        (``round((centre - seed) / move_step)``) is predicted at most once.
+        Models imported with ``import-ffn`` use ``'face_max'``.
     training_subv_shape : ndarray of int, optional
         Shape of the subvolumes used during moving training. Defaults to
         ``input_fov_shape`` (no moves).
@@ -95,6 +104,7 @@ class ModelConfig(BaseConfig):
         "move_check_thickness": Field("int"),
         "move_priority": Field("str", choices=("descending", "proximity", "random")),
         "move_recheck": Field("bool"),
+        "move_policy": Field("str", choices=("lattice", "face_max")),
         "training_subv_shape": Field("vec", optional=True, length=3),
         "validation_subv_shape": Field("vec", optional=True, length=3),
     }
@@ -519,6 +529,12 @@ class FillConfig(BaseConfig):
         Stop a region as soon as a prediction puts its own seed voxel below
         ``t_move`` (Google FFN's rule; saves evaluations on seeds outside any
         object).
+    skip_certain : bool
+        Do not predict a move whose neighbourhood (one move step around its
+        centre) the region has already decided: every voxel predicted and at
+        least ``t_move`` or at most ``1 - t_move``. Its moves are read from
+        the current mask instead. Saves most evaluations inside large
+        objects.
     dtype_policy : str
         Keras dtype policy the network runs under while filling:
         ``'float32'``, ``'bfloat16'``, ``'mixed_bfloat16'``, ``'float16'``,
@@ -534,6 +550,7 @@ class FillConfig(BaseConfig):
         "skip_committed": Field("bool"),
         "full_context": Field("bool"),
         "stop_weak_seed": Field("bool"),
+        "skip_certain": Field("bool"),
         "dtype_policy": Field("str", choices=("auto", "float32", "bfloat16", "mixed_bfloat16",
                                               "float16", "mixed_float16")),
         "block_shape": Field("vec", optional=True, length=3),

@@ -165,6 +165,7 @@ def fill_volume_with_model(
     skip_committed: bool | None = None,
     full_context: bool | None = None,
     stop_weak_seed: bool | None = None,
+    skip_certain: bool | None = None,
     progress: bool = True,
     config=None,
 ) -> tuple[np.ndarray, FillStats]:
@@ -237,6 +238,10 @@ def fill_volume_with_model(
         Stop a region once a prediction puts its seed voxel below ``t_move``
         (default ``config.fill.stop_weak_seed``; see
         :class:`~diluvian.regions.Region`).
+    skip_certain : bool, optional
+        Do not predict moves whose neighbourhood the region has already
+        decided; read their moves from the mask (default
+        ``config.fill.skip_certain``; see :class:`~diluvian.regions.Region`).
     progress : bool
         Show a progress bar of seeds (postfix: bodies, labelled fraction, moves/s).
     config : Config, optional
@@ -276,6 +281,8 @@ def fill_volume_with_model(
         full_context = bool(getattr(config.fill, "full_context", False))
     if stop_weak_seed is None:
         stop_weak_seed = bool(getattr(config.fill, "stop_weak_seed", False))
+    if skip_certain is None:
+        skip_certain = bool(getattr(config.fill, "skip_certain", False))
     move_margin = ([int(s) // 2 for s in config.model.input_fov_shape] if full_context
                    else None)
 
@@ -343,7 +350,8 @@ def fill_volume_with_model(
             active[i] = Region(image, seed_vox=vox, sparse_mask=sparse_mask,
                                model_config=config.model,
                                blocked=labels if skip_committed else None,
-                               move_margin=move_margin, stop_weak_seed=stop_weak_seed)
+                               move_margin=move_margin, stop_weak_seed=stop_weak_seed,
+                               skip_certain=skip_certain)
             return True
         return False
 
@@ -364,6 +372,7 @@ def fill_volume_with_model(
         stats.moves += region.num_moves
         stats.blocked_moves += region.num_blocked
         stats.weak_seeds += int(region.seed_weak)
+        stats.certain_moves += region.num_certain
         if region.stopped and covered(region.seed_vox):
             stats.wasted_moves += region.num_moves
             results[i] = ("cancelled", None)
@@ -417,6 +426,8 @@ def fill_volume_with_model(
     bar = tqdm(total=len(seed_list), initial=state.next_seed, desc="Seeds", unit="seed",
                disable=not progress, dynamic_ncols=True)
 
+    last_refresh = [0.0]
+
     def advance() -> bool:
         """Commit results in seed order; return true when ``max_bodies`` is reached."""
         nonlocal since_checkpoint
@@ -433,11 +444,15 @@ def fill_volume_with_model(
                 _snapshot(checkpoint, state, t_start)
             if max_bodies is not None and bodies_this_run >= max_bodies:
                 return True
-        elapsed = time.perf_counter() - t_start
-        bar.set_postfix(bodies=stats.bodies,
-                        labelled=f"{stats.labelled_voxels / labels.size:.1%}",
-                        moves_s=f"{stats.moves / elapsed if elapsed > 0 else 0.0:.1f}",
-                        refresh=False)
+        now = time.perf_counter()
+        if now - last_refresh[0] >= 1.0:
+            # Also between commits: a large first body can take minutes.
+            last_refresh[0] = now
+            moves = stats.moves + sum(r.num_moves for r in active.values())
+            elapsed = now - t_start
+            bar.set_postfix(bodies=stats.bodies,
+                            labelled=f"{stats.labelled_voxels / labels.size:.1%}",
+                            moves_s=f"{moves / elapsed if elapsed > 0 else 0.0:.1f}")
         return False
 
     interrupted = None

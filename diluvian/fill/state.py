@@ -61,6 +61,9 @@ class FillStats:
         Evaluations spent on cancelled regions.
     blocked_moves : int
         Moves not predicted because their centre lay in a committed body.
+    certain_moves : int
+        Moves not predicted because the region had already decided their
+        neighbourhood (``skip_certain``).
     weak_seeds : int
         Regions stopped because a prediction put their seed below ``t_move``.
     predict_calls : int
@@ -84,6 +87,7 @@ class FillStats:
     wasted_moves: int = 0
     blocked_moves: int = 0
     weak_seeds: int = 0
+    certain_moves: int = 0
     predict_calls: int = 0
     predict_seconds: float = 0.0
     wall_seconds: float = 0.0

@@ -41,6 +41,7 @@ FFN_SETTINGS: dict[str, Any] = {
     "t_move": 0.9,
     "t_final": 0.6,
     "min_body_size": 1000,
+    "move_policy": "face_max",
     "mask_input": "logit",
     "image_normalization": {"mean": 128.0, "std": 33.0},
 }

@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 SETTINGS_ENTRY = "diluvian.json"
 #: Settings keys copied into ``[model]``.
 MODEL_KEYS = ("input_fov_shape", "output_fov_shape", "output_fov_move_fraction", "v_true",
-              "v_false", "t_move", "t_final", "move_check_thickness")
+              "v_false", "t_move", "t_final", "move_check_thickness", "move_policy")
 #: Settings keys copied into ``[fill]``.
 FILL_KEYS = ("min_body_size",)
 

@@ -17,6 +17,7 @@ __all__ = [
     "MOVES",
     "box_slices",
     "clip_box",
+    "face_argmaxima",
     "face_maxima",
     "move_check_faces",
     "read_image_block",
@@ -106,3 +107,28 @@ def face_maxima(block: np.ndarray, faces, unset: float) -> list[float]:
             v = float(np.max(np.nan_to_num(block[face], nan=unset)))
         values.append(v)
     return values
+
+
+def face_argmaxima(block: np.ndarray, faces, unset: float) -> list[tuple[float, tuple[int, ...]]]:
+    """Maximum of ``block`` on each face and the block index of its voxel.
+
+    NaN (unset) voxels count as ``unset``. Of several voxels sharing the
+    maximum (common in reduced precision) the one nearest the face centre
+    is taken, so ties do not pull moves towards a corner.
+    """
+    out = []
+    for face in faces:
+        values = block[face]
+        if np.isnan(values).any():
+            values = np.nan_to_num(values, nan=unset)
+        flat = values.ravel()
+        best = int(np.argmax(flat))
+        vmax = flat[best]
+        ties = np.flatnonzero(flat == vmax)
+        if len(ties) > 1:
+            coords = np.stack(np.unravel_index(ties, values.shape), axis=1)
+            centre = (np.asarray(values.shape) - 1) / 2.0
+            best = int(ties[np.argmin(((coords - centre) ** 2).sum(axis=1))])
+        idx = np.unravel_index(best, values.shape)
+        out.append((float(vmax), tuple(int(sl.start) + int(i) for sl, i in zip(face, idx))))
+    return out

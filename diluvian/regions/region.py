@@ -1,8 +1,12 @@
 """The :class:`Region`: one object being flood filled from a seed.
 
-Coordinates are voxel indices Z, Y, X in the image volume. FOV centres lie
-on the *move lattice*: ``vox = seed_vox + pos * move_step`` for integer
-lattice positions ``pos`` (the seed is position ``(0, 0, 0)``).
+Coordinates are voxel indices Z, Y, X in the image volume. With ``[model]
+move_policy = "lattice"`` (diluvian's) FOV centres lie on the *move
+lattice*: ``vox = seed_vox + pos * move_step`` for integer lattice positions
+``pos`` (the seed is position ``(0, 0, 0)``). With ``"face_max"`` (Google
+FFN's) a move goes to the voxel of highest probability on the move-check
+face, and ``pos`` is the lattice *cell* of the centre, ``round((vox -
+seed_vox) / move_step)``: each cell is predicted at most once.
 
 A block of shape ``S`` centred on ``vox`` starts at
 ``vox - input_fov_shape // 2 + (input_fov_shape - S) // 2`` (for ``S`` no
@@ -25,6 +29,7 @@ from .blocks import (
     MOVES,
     box_slices,
     clip_box,
+    face_argmaxima,
     face_maxima,
     move_check_faces,
     read_image_block,
@@ -96,6 +101,12 @@ class Region(RegionFillMixin):
         ``t_move``: the region has lost its own seed, and further moves would
         fill whatever object it drifted into (Google FFN's "seed got too
         weak" rule). ``seed_weak`` tells whether this happened.
+    skip_certain : bool
+        Do not predict a move whose cube of one move step around its centre
+        is already decided: every voxel set and at least ``t_move`` or at
+        most ``1 - t_move``. Its moves are read from the current mask
+        instead, as if the prediction had confirmed it (saves most
+        evaluations inside large objects). ``num_certain`` counts them.
 
     Attributes
     ----------
@@ -111,6 +122,9 @@ class Region(RegionFillMixin):
         Dequeued moves skipped by the recheck.
     num_blocked : int
         Dequeued moves skipped because their centre lies in ``blocked``.
+    num_certain : int
+        Dequeued moves not predicted because ``skip_certain`` found their
+        neighbourhood decided.
     stopped, early_termination : bool
         Whether filling was stopped (by ``max_moves`` or a callback), and
         whether moves were still queued when it was.
@@ -134,6 +148,7 @@ class Region(RegionFillMixin):
         blocked=None,
         move_margin=None,
         stop_weak_seed: bool = False,
+        skip_certain: bool = False,
     ):
         if model_config is None:
             from ..config import CONFIG
@@ -160,6 +175,11 @@ class Region(RegionFillMixin):
                 f"move_priority = {self.move_priority!r} is invalid: expected 'descending', "
                 "'proximity' or 'random'")
         self.move_recheck = bool(model_config.move_recheck)
+        self.move_policy = str(getattr(model_config, "move_policy", "lattice"))
+        if self.move_policy not in ("lattice", "face_max"):
+            raise DiluvianError(f"move_policy = {self.move_policy!r} is invalid: expected "
+                                "'lattice' or 'face_max'")
+        self._face_max = self.move_policy == "face_max"
         self.block_padding = "reflect" if block_padding is None else block_padding
         if self.block_padding not in ("reflect", "constant"):
             raise DiluvianError(
@@ -176,6 +196,8 @@ class Region(RegionFillMixin):
         self._centre_hi = tuple(n - m for n, m in zip(shape, margin))
         self.stop_weak_seed = bool(stop_weak_seed)
         self.seed_weak = False
+        self.skip_certain = bool(skip_certain)
+        self._cube_shape = tuple(2 * d + 1 for d in self._step)
 
         seed = np.array(shape) // 2 if seed_vox is None else np.asarray(seed_vox)
         seed = seed.astype(np.int64).reshape(3)
@@ -210,15 +232,18 @@ class Region(RegionFillMixin):
         self._in_half = tuple(s // 2 for s in self.input_fov_shape)
         self._face_cache: dict[tuple[int, ...], list[tuple[slice, ...]]] = {}
 
-        # Move queue: heap of (key, insertion counter, lattice position).
-        self._queue: list[tuple[float, int, tuple[int, int, int]]] = [(-math.inf, 0, _SEED_POS)]
+        # Move queue: heap of (key, insertion counter, lattice position); with
+        # face_max the entries hold FOV centre voxels instead.
+        first = self._seed if self._face_max else _SEED_POS
+        self._queue: list[tuple[float, int, tuple[int, int, int]]] = [(-math.inf, 0, first)]
         self._counter = 1
-        self._queued: set[tuple[int, int, int]] = {_SEED_POS}
+        self._queued: set[tuple[int, int, int]] = {first}
         self._visited: set[tuple[int, int, int]] = set()
         self._in_flight = 0
         self.num_moves = 0
         self.num_skipped = 0
         self.num_blocked = 0
+        self.num_certain = 0
         self.stopped = False
         self.early_termination = False
         self.last_center_vox: tuple[int, int, int] | None = None
@@ -279,6 +304,13 @@ class Region(RegionFillMixin):
     def pos_to_vox(self, pos) -> np.ndarray:
         """Voxel of a move lattice position (``seed + pos * move_step``)."""
         return self.seed_vox + np.asarray(pos, dtype=np.int64) * self.move_step
+
+    def vox_to_cell(self, vox) -> tuple[int, int, int]:
+        """Lattice cell of a voxel: ``round((vox - seed) / move_step)``, halves rounded up."""
+        return tuple((int(v) - s + d // 2) // d for v, s, d in zip(vox, self._seed, self._step))
+
+    def _vox_in_bounds(self, vox) -> bool:
+        return all(lo <= int(v) < hi for v, lo, hi in zip(vox, self._centre_lo, self._centre_hi))
 
     def pos_in_bounds(self, pos) -> bool:
         """Whether the FOV centre of a lattice position lies inside the volume (less ``move_margin``)."""
@@ -415,9 +447,30 @@ class Region(RegionFillMixin):
         return bool(np.any(mask_block[box_slices(lo, hi)] >= self.t_move))
 
     def _recheck(self, vox) -> bool:
+        if self._face_max:  # FFN: the new centre itself must still be inside the object
+            return bool(np.asarray(self.mask[box_slices(vox, [v + 1 for v in vox])]).ravel()[0]
+                        >= self.t_move)
         lo = [max(v - s, 0) for v, s in zip(vox, self._step)]
         hi = [min(v + s + 1, n) for v, s, n in zip(vox, self._step, self.shape)]
         return bool(np.any(np.asarray(self.mask[box_slices(lo, hi)]) >= self.t_move))
+
+    def _take_certain(self, pos, vox) -> bool:
+        """With ``skip_certain``: if the cube around ``vox`` is decided, queue its moves unpredicted."""
+        lo = [v - d for v, d in zip(vox, self._step)]
+        hi = [v + d + 1 for v, d in zip(vox, self._step)]
+        clo, chi, _ = clip_box(lo, hi, self.shape)
+        inner = np.asarray(self.mask[box_slices(clo, chi)])
+        t = self.t_move
+        if not np.all((inner >= t) | (inner <= 1.0 - t)):  # NaN (unset) fails both
+            return False
+        cube = read_mask_block(self.mask, lo, hi, self.v_false)
+        self._visited.add(pos)
+        self.num_certain += 1
+        if self._face_max:
+            self._enqueue_face_max(vox, cube)
+        else:
+            self._enqueue_moves(pos, self._face_maxima(cube))
+        return True
 
     def _priority(self, pos, v: float) -> float:
         if self.move_priority == "descending":
@@ -425,6 +478,22 @@ class Region(RegionFillMixin):
         if self.move_priority == "proximity":
             return -v / (abs(pos[0]) + abs(pos[1]) + abs(pos[2]))
         return float(self.rng.random())
+
+    def _enqueue_face_max(self, centre_vox, block: np.ndarray) -> None:
+        """Queue a move to the maximum voxel of each face at least ``t_move`` (FFN's policy)."""
+        offset = self._block_start(block.shape)
+        t_move = self.t_move
+        for v, idx in face_argmaxima(block, self._faces(block.shape), self.v_false):
+            if not v >= t_move:
+                continue
+            new = tuple(int(c) + o + i for c, o, i in zip(centre_vox, offset, idx))
+            if (new in self._queued or self.vox_to_cell(new) in self._visited
+                    or not self._vox_in_bounds(new)):
+                continue
+            key = self._priority(self.vox_to_cell(new), v)
+            heapq.heappush(self._queue, (key, self._counter, new))
+            self._counter += 1
+            self._queued.add(new)
 
     def _enqueue_moves(self, pos, values) -> None:
         t_move = self.t_move
@@ -485,17 +554,23 @@ class Region(RegionFillMixin):
             return out
         queue, in_shape, half = self._queue, self.input_fov_shape, self._in_half
         while len(out) < max_n and queue:
-            _, _, pos = heapq.heappop(queue)
-            self._queued.discard(pos)
+            _, _, item = heapq.heappop(queue)
+            self._queued.discard(item)
+            if self._face_max:
+                vox, pos = item, self.vox_to_cell(item)
+            else:
+                pos = item
+                vox = tuple(s + p * d for s, p, d in zip(self._seed, pos, self._step))
             if pos in self._visited:
                 continue
-            vox = tuple(s + p * d for s, p, d in zip(self._seed, pos, self._step))
             if pos != _SEED_POS:
                 if self.blocked is not None and self.blocked[vox]:
                     self.num_blocked += 1
                     continue
                 if self.move_recheck and not self._recheck(vox):
                     self.num_skipped += 1
+                    continue
+                if self.skip_certain and self._take_certain(pos, vox):
                     continue
             self._visited.add(pos)
             lo = [v - h for v, h in zip(vox, half)]
@@ -530,7 +605,10 @@ class Region(RegionFillMixin):
         if request.region is not self:
             raise ValueError("request belongs to another region")
         updated = self.add_mask(prediction, request.center_vox, bias=bias)
-        self._enqueue_moves(request.position, self._face_maxima(updated))
+        if self._face_max:
+            self._enqueue_face_max(request.center_vox, updated)
+        else:
+            self._enqueue_moves(request.position, self._face_maxima(updated))
         self._in_flight -= 1
         self.num_moves += 1
         self.last_center_vox = request.center_vox
