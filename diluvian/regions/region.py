@@ -29,13 +29,13 @@ from .blocks import (
     MOVES,
     box_slices,
     clip_box,
-    face_argmaxima,
     face_maxima,
     move_check_faces,
     read_image_block,
     read_mask_block,
 )
 from .engine import FovRequest
+from .moves import MoveQueueMixin
 from .results import RegionFillMixin
 
 __all__ = ["Region"]
@@ -55,7 +55,7 @@ class _MoveDelta:
         return obj.move_step.copy()
 
 
-class Region(RegionFillMixin):
+class Region(MoveQueueMixin, RegionFillMixin):
     """A region being flood filled in an image volume from a seed voxel.
 
     Parameters
@@ -445,67 +445,6 @@ class Region(RegionFillMixin):
         lo = [max(c - s, 0) for c, s in zip(centre, self._step)]
         hi = [c + s + 1 for c, s in zip(centre, self._step)]
         return bool(np.any(mask_block[box_slices(lo, hi)] >= self.t_move))
-
-    def _recheck(self, vox) -> bool:
-        if self._face_max:  # FFN: the new centre itself must still be inside the object
-            return bool(np.asarray(self.mask[box_slices(vox, [v + 1 for v in vox])]).ravel()[0]
-                        >= self.t_move)
-        lo = [max(v - s, 0) for v, s in zip(vox, self._step)]
-        hi = [min(v + s + 1, n) for v, s, n in zip(vox, self._step, self.shape)]
-        return bool(np.any(np.asarray(self.mask[box_slices(lo, hi)]) >= self.t_move))
-
-    def _take_certain(self, pos, vox) -> bool:
-        """With ``skip_certain``: if the cube around ``vox`` is decided, queue its moves unpredicted."""
-        lo = [v - d for v, d in zip(vox, self._step)]
-        hi = [v + d + 1 for v, d in zip(vox, self._step)]
-        clo, chi, _ = clip_box(lo, hi, self.shape)
-        inner = np.asarray(self.mask[box_slices(clo, chi)])
-        t = self.t_move
-        if not np.all((inner >= t) | (inner <= 1.0 - t)):  # NaN (unset) fails both
-            return False
-        cube = read_mask_block(self.mask, lo, hi, self.v_false)
-        self._visited.add(pos)
-        self.num_certain += 1
-        if self._face_max:
-            self._enqueue_face_max(vox, cube)
-        else:
-            self._enqueue_moves(pos, self._face_maxima(cube))
-        return True
-
-    def _priority(self, pos, v: float) -> float:
-        if self.move_priority == "descending":
-            return -v
-        if self.move_priority == "proximity":
-            return -v / (abs(pos[0]) + abs(pos[1]) + abs(pos[2]))
-        return float(self.rng.random())
-
-    def _enqueue_face_max(self, centre_vox, block: np.ndarray) -> None:
-        """Queue a move to the maximum voxel of each face at least ``t_move`` (FFN's policy)."""
-        offset = self._block_start(block.shape)
-        t_move = self.t_move
-        for v, idx in face_argmaxima(block, self._faces(block.shape), self.v_false):
-            if not v >= t_move:
-                continue
-            new = tuple(int(c) + o + i for c, o, i in zip(centre_vox, offset, idx))
-            if (new in self._queued or self.vox_to_cell(new) in self._visited
-                    or not self._vox_in_bounds(new)):
-                continue
-            key = self._priority(self.vox_to_cell(new), v)
-            heapq.heappush(self._queue, (key, self._counter, new))
-            self._counter += 1
-            self._queued.add(new)
-
-    def _enqueue_moves(self, pos, values) -> None:
-        t_move = self.t_move
-        for move, v in zip(MOVES, values):
-            if not v >= t_move:
-                continue
-            new = (pos[0] + move[0], pos[1] + move[1], pos[2] + move[2])
-            if new in self._visited or new in self._queued or not self.pos_in_bounds(new):
-                continue
-            heapq.heappush(self._queue, (self._priority(new, v), self._counter, new))
-            self._counter += 1
-            self._queued.add(new)
 
     @property
     def queue_size(self) -> int:
