@@ -426,11 +426,11 @@ def fill_volume_with_model(
     bar = tqdm(total=len(seed_list), initial=state.next_seed, desc="Seeds", unit="seed",
                disable=not progress, dynamic_ncols=True)
 
-    last_refresh = [0.0]
+    last_refresh = 0.0
 
     def advance() -> bool:
         """Commit results in seed order; return true when ``max_bodies`` is reached."""
-        nonlocal since_checkpoint
+        nonlocal since_checkpoint, last_refresh
         while state.next_seed in results:
             i = state.next_seed
             kind, payload = results.pop(i)
@@ -445,9 +445,9 @@ def fill_volume_with_model(
             if max_bodies is not None and bodies_this_run >= max_bodies:
                 return True
         now = time.perf_counter()
-        if now - last_refresh[0] >= 1.0:
+        if now - last_refresh >= 1.0:
             # Also between commits: a large first body can take minutes.
-            last_refresh[0] = now
+            last_refresh = now
             moves = stats.moves + sum(r.num_moves for r in active.values())
             elapsed = now - t_start
             bar.set_postfix(bodies=stats.bodies,

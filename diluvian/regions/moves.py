@@ -38,10 +38,7 @@ class MoveQueueMixin:
         cube = read_mask_block(self.mask, lo, hi, self.v_false)
         self._visited.add(pos)
         self.num_certain += 1
-        if self._face_max:
-            self._enqueue_face_max(vox, cube)
-        else:
-            self._enqueue_moves(pos, self._face_maxima(cube))
+        self._enqueue_from_block(pos, vox, cube)
         return True
 
     def _priority(self, pos, v: float) -> float:
@@ -51,6 +48,13 @@ class MoveQueueMixin:
             return -v / (abs(pos[0]) + abs(pos[1]) + abs(pos[2]))
         return float(self.rng.random())
 
+    def _enqueue_from_block(self, pos, centre_vox, block: np.ndarray) -> None:
+        """Queue the moves of a mask block centred on ``centre_vox`` (lattice ``pos``)."""
+        if self._face_max:
+            self._enqueue_face_max(centre_vox, block)
+        else:
+            self._enqueue_moves(pos, self._face_maxima(block))
+
     def _enqueue_face_max(self, centre_vox, block: np.ndarray) -> None:
         """Queue a move to the maximum voxel of each face at least ``t_move`` (FFN's policy)."""
         offset = self._block_start(block.shape)
@@ -59,10 +63,10 @@ class MoveQueueMixin:
             if not v >= t_move:
                 continue
             new = tuple(int(c) + o + i for c, o, i in zip(centre_vox, offset, idx))
-            if (new in self._queued or self.vox_to_cell(new) in self._visited
-                    or not self._vox_in_bounds(new)):
+            cell = self.vox_to_cell(new)
+            if new in self._queued or cell in self._visited or not self._vox_in_bounds(new):
                 continue
-            key = self._priority(self.vox_to_cell(new), v)
+            key = self._priority(cell, v)
             heapq.heappush(self._queue, (key, self._counter, new))
             self._counter += 1
             self._queued.add(new)

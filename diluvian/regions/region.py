@@ -197,7 +197,6 @@ class Region(MoveQueueMixin, RegionFillMixin):
         self.stop_weak_seed = bool(stop_weak_seed)
         self.seed_weak = False
         self.skip_certain = bool(skip_certain)
-        self._cube_shape = tuple(2 * d + 1 for d in self._step)
 
         seed = np.array(shape) // 2 if seed_vox is None else np.asarray(seed_vox)
         seed = seed.astype(np.int64).reshape(3)
@@ -314,9 +313,7 @@ class Region(MoveQueueMixin, RegionFillMixin):
 
     def pos_in_bounds(self, pos) -> bool:
         """Whether the FOV centre of a lattice position lies inside the volume (less ``move_margin``)."""
-        return all(lo <= s + int(p) * d < hi
-                   for s, p, d, lo, hi in zip(self._seed, pos, self._step, self._centre_lo,
-                                              self._centre_hi))
+        return self._vox_in_bounds([s + int(p) * d for s, p, d in zip(self._seed, pos, self._step)])
 
     def _block_start(self, shape) -> tuple[int, ...]:
         """Offset of a block of ``shape`` from its centre voxel (negative or zero)."""
@@ -544,10 +541,7 @@ class Region(MoveQueueMixin, RegionFillMixin):
         if request.region is not self:
             raise ValueError("request belongs to another region")
         updated = self.add_mask(prediction, request.center_vox, bias=bias)
-        if self._face_max:
-            self._enqueue_face_max(request.center_vox, updated)
-        else:
-            self._enqueue_moves(request.position, self._face_maxima(updated))
+        self._enqueue_from_block(request.position, request.center_vox, updated)
         self._in_flight -= 1
         self.num_moves += 1
         self.last_center_vox = request.center_vox
