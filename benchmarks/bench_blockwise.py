@@ -96,6 +96,16 @@ def main() -> None:
     parser.add_argument("--single-labels", default=None, metavar="NPY",
                         help="labels of the single-process fill of the same volume and settings "
                         "(bench_fill.py --save-labels) instead of filling it again")
+    parser.add_argument("--store-dir", default=None, metavar="DIR",
+                        help="keep the crop, model and zarr stores in DIR (default: a new "
+                        "temporary folder); a rerun on the same DIR resumes the stores, so "
+                        "changed [fill] reconcile_* settings only reconcile again")
+    parser.add_argument("--tf-threads", type=int, default=None,
+                        help="TensorFlow threads per worker (default: the cores shared among "
+                        "the workers, so 1 worker uses both cores of a 2-core machine); 1 "
+                        "measures scaling per core")
+    parser.add_argument("--reconcile-threshold", type=float, default=None)
+    parser.add_argument("--reconcile-min-voxels", type=int, default=None)
     args = parser.parse_args()
     if not FIB25.exists():
         raise SystemExit(f"{FIB25} is not available")
@@ -107,7 +117,11 @@ def main() -> None:
     from diluvian.evaluation import variation_of_information
     from diluvian.fill import fill_volume_with_model
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench_blockwise_"))
+    if args.store_dir:
+        tmp = Path(args.store_dir)
+        tmp.mkdir(parents=True, exist_ok=True)
+    else:
+        tmp = Path(tempfile.mkdtemp(prefix="bench_blockwise_"))
     volume, truth = crop_volume(args.crop, tmp, half=args.half)
     options = {"seed_generator": "sobel", "move_batch_size": args.move_batch_size}
     what = "z 125-250" if args.half else f"crop {args.crop}"
@@ -116,7 +130,8 @@ def main() -> None:
         from diluvian.network.ffn_import import import_ffn_checkpoint
 
         model = str(tmp / "ffn.keras")
-        import_ffn_checkpoint(FFN, model)
+        if not Path(model).exists():
+            import_ffn_checkpoint(FFN, model)
         config = Config()
         apply_model_settings(config, read_model_settings(model))
         from diluvian.network import load_model, resolve_dtype_policy
@@ -130,9 +145,12 @@ def main() -> None:
                                     "output_fov_shape": [17, 33, 33]},
                           "fill": {"min_body_size": 100}}])
 
+    threshold = args.reconcile_threshold or config.fill.reconcile_threshold
+    min_voxels = args.reconcile_min_voxels or config.fill.reconcile_min_voxels
     print(f"{what} of FIB-25, blocks {args.block_shape} + overlap "
           f"{args.block_overlap}, predictor {args.predictor} "
-          f"(dtype policy {config.fill.dtype_policy})", flush=True)
+          f"(dtype policy {config.fill.dtype_policy}), reconcile threshold {threshold}, "
+          f"min voxels {min_voxels}", flush=True)
     if args.single_labels:
         single, t_single = np.load(args.single_labels), float("nan")
         if single.shape != truth.shape:
@@ -165,8 +183,15 @@ def main() -> None:
             result = fill_volume_blockwise(model, volume, tmp / f"w{workers}.zarr",
                                            block_shape=args.block_shape,
                                            block_overlap=args.block_overlap, client=client,
-                                           fill_options=options, progress=False, config=config)
+                                           fill_options=options, progress=False, config=config,
+                                           reconcile_threshold=args.reconcile_threshold,
+                                           reconcile_min_voxels=args.reconcile_min_voxels,
+                                           tf_threads=args.tf_threads)
             timings[workers] = time.perf_counter() - t0
+            if result.filled_blocks < result.blocks:
+                print(f"    {workers} worker(s): {result.blocks - result.filled_blocks} blocks "
+                      f"were already filled in {tmp}: wall time covers reconciling only",
+                      flush=True)
             rss[workers] = (base, client.run(peak_rss_mib))
         times = [v["wall_seconds"] for v in result.block_stats.values()]
         busy[workers] = (sum(times), max(times))
@@ -193,12 +218,14 @@ def main() -> None:
     print(f"    objects: single {len(np.unique(single)) - 1}, blockwise "
           f"{len(np.unique(blockwise)) - 1}")
     if 1 in timings and 2 in timings:
+        threads = (f"{args.tf_threads} TensorFlow thread(s) per worker" if args.tf_threads
+                   else f"TensorFlow threads per worker: {os.cpu_count()} cores // workers")
         print(f"(b) wall time 1 worker {timings[1]:.1f} s, 2 workers {timings[2]:.1f} s: "
-              f"speed-up {timings[1] / timings[2]:.2f}x (aim >= 1.6x)")
+              f"speed-up {timings[1] / timings[2]:.2f}x (aim >= 1.6x; {threads})")
         print(f"    block fill seconds summed: {busy[1][0]:.1f} s with 1 worker, "
-              f"{busy[2][0]:.1f} s with 2 (a ratio near 2 means the workers shared one free "
-              f"core); longest block {busy[2][1]:.1f} s, so load balance allows "
-              f"{busy[2][0] / busy[2][1]:.1f}x")
+              f"{busy[2][0]:.1f} s with 2 (their ratio is how much slower a block fills "
+              f"with the 2-worker thread count); longest block {busy[2][1]:.1f} s, so load "
+              f"balance allows {busy[2][0] / busy[2][1]:.1f}x")
     else:
         print(f"(b) wall time {timings}")
     outer = np.asarray(args.block_shape) + 2 * np.asarray(args.block_overlap)

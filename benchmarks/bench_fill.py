@@ -47,7 +47,7 @@ FFN_PUBLISHED = {"voi_split": 0.889, "voi_merge": 0.942, "arand": 0.103}
 FFN_PEER_96 = {"objects": 63, "evaluations": 660, "seconds": 97.0}
 
 
-def ffn_model(workdir: Path, dtype_policy: str = "auto"):
+def ffn_model(workdir: Path, dtype_policy: str = "auto", random_seed: int | None = None):
     from diluvian.config import Config
     from diluvian.fill import load_fill_model
     from diluvian.network import import_ffn_checkpoint
@@ -57,6 +57,8 @@ def ffn_model(workdir: Path, dtype_policy: str = "auto"):
         import_ffn_checkpoint(CHECKPOINT, path)
     config = Config([{"volume": {"resolution": [10, 10, 10]},
                       "fill": {"dtype_policy": dtype_policy}}])
+    if random_seed is not None:  # another seed order for the fill
+        config.random_seed = int(random_seed)
     return load_fill_model(path, config), config
 
 
@@ -206,6 +208,10 @@ def main(argv=None) -> int:
                         "--single-labels).")
     parser.add_argument("--dtype-policy", default="auto",
                         help="[fill] dtype_policy for (a)-(c) (default 'auto').")
+    parser.add_argument("--random-seed", type=int, default=None,
+                        help="random_seed of (c) (the fill's seed order; default the "
+                        "configuration's): run twice to see how much the seed order alone "
+                        "moves the scores.")
     args = parser.parse_args(argv)
 
     from diluvian.preprocessing import make_seeds
@@ -249,7 +255,7 @@ def main(argv=None) -> int:
         if not have_shared:
             print("(c) skipped: ../shared is not available")
             return 0
-        model, config = ffn_model(workdir, args.dtype_policy)
+        model, config = ffn_model(workdir, args.dtype_policy, args.random_seed)
         half = args.fib25 == "half"
         image, truth = fib25_crop(None if half else int(args.fib25), half=half)
         volume = NdarrayVolume([10, 10, 10], image_data=image)

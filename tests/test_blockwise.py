@@ -30,7 +30,8 @@ def small_config() -> Config:
     return Config([{
         "model": {"input_fov_shape": FOV, "output_fov_shape": FOV,
                   "output_fov_move_fraction": 4, "t_move": 0.9},
-        "fill": {"checkpoint_interval": 100, "min_body_size": 0},
+        # Object 4 of crossing_labels() has 16 voxels, all in the overlaps.
+        "fill": {"checkpoint_interval": 100, "min_body_size": 0, "reconcile_min_voxels": 8},
     }])
 
 
@@ -129,6 +130,16 @@ def test_threshold_is_a_fraction_of_the_smaller_objects_overlap_voxels():
     b[..., 7:11] = 2         # 4 voxels, 3 shared with object 1
     assert overlap_matches(a, b, 0.75) == [(1, 2)]
     assert overlap_matches(a, b, 0.76) == []
+
+
+def test_a_few_shared_voxels_are_no_evidence():
+    a = np.zeros((1, 1, 12), dtype=np.uint64)
+    b = np.zeros_like(a)
+    a[..., :11] = 1          # a large object in one block ...
+    a[..., 11] = 3           # ... and one that pokes a single voxel into the overlap
+    b[...] = 2               # the other block has one object there
+    assert overlap_matches(a, b, 0.5) == [(1, 2), (3, 2)]
+    assert overlap_matches(a, b, 0.5, min_voxels=2) == [(1, 2)]
 
 
 def test_background_never_matches():
@@ -234,6 +245,21 @@ def test_rerun_refills_only_unfinished_blocks_with_identical_result(tmp_path, th
     resumed = run_blockwise(path, thread_client, dense_seeds)
     assert resumed.filled_blocks == 2
     assert np.array_equal(read_labels(path), first)
+
+
+def test_new_reconcile_settings_reconcile_again_without_refilling(tmp_path, thread_client,
+                                                                  dense_seeds):
+    path = tmp_path / "out.zarr"
+    first = run_blockwise(path, thread_client, dense_seeds)
+    # Object 4 (16 voxels in the cores of 4 blocks) no longer shares enough voxels to be joined.
+    strict = run_blockwise(path, thread_client, dense_seeds, reconcile_min_voxels=100)
+    assert strict.filled_blocks == 0
+    assert strict.objects == first.objects - 1 + 4
+    labels, truth = read_labels(path), crossing_labels()
+    assert same_partition(np.where(truth == 4, 0, labels), np.where(truth == 4, 0, truth))
+    assert len(np.unique(labels[truth == 4])) == 4
+    back = run_blockwise(path, thread_client, dense_seeds)
+    assert back.filled_blocks == 0 and same_partition(read_labels(path), truth)
 
 
 def test_landed_blocks_are_recorded_without_rewriting_the_state(tmp_path, thread_client,

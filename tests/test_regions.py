@@ -501,6 +501,17 @@ def test_unfilled_copy_has_empty_mask(sphere_volume):
     assert copy.target is region.target
 
 
+def test_unfilled_copy_keeps_the_fill_rules(sphere_volume):
+    image, target = sphere_volume
+    blocked = np.zeros(image.shape, dtype=bool)
+    region = Region(image, target=target, seed_vox=(12, 11, 10), model_config=model_config(),
+                    blocked=blocked, move_margin=(1, 2, 3), stop_weak_seed=True,
+                    skip_certain=True)
+    copy = region.unfilled_copy()
+    assert copy.blocked is blocked and copy.move_margin == (1, 2, 3)
+    assert copy.stop_weak_seed and copy.skip_certain
+
+
 def test_to_body_thresholds_at_t_final(sphere_volume):
     pytest.importorskip("diluvian.postprocessing")
     image, target = sphere_volume

@@ -180,8 +180,8 @@ def fill_block(volume, store, layout: BlockLayout, index, model, fill_options: d
     return asdict(stats)
 
 
-def reconcile_block(store, layout: BlockLayout, index,
-                    threshold: float) -> tuple[np.ndarray, np.ndarray]:
+def reconcile_block(store, layout: BlockLayout, index, threshold: float,
+                    min_voxels: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """IDs in a block's core and its matches with its forward neighbours (a Dask task).
 
     Returns
@@ -201,7 +201,7 @@ def reconcile_block(store, layout: BlockLayout, index,
             continue
         mine = scratch[layout.scratch_box(block, *box)]
         theirs = scratch[layout.scratch_box(other, *box)]
-        merges.extend(overlap_matches(mine, theirs, threshold))
+        merges.extend(overlap_matches(mine, theirs, threshold, min_voxels))
     return ids[ids != 0], np.asarray(merges, dtype=np.uint64).reshape(-1, 2)
 
 
@@ -308,11 +308,13 @@ def fill_volume_blockwise(
     block_shape=None,
     block_overlap=None,
     reconcile_threshold: float | None = None,
+    reconcile_min_voxels: int | None = None,
     scheduler: str | None = None,
     workers: int | None = None,
     processes: bool = True,
     client=None,
     retries: int = 2,
+    tf_threads: int | None = None,
     fill_options: dict | None = None,
     seed_stream: tuple = (),
     progress: bool = True,
@@ -326,7 +328,8 @@ def fill_volume_blockwise(
     that box of the volume. Objects of neighbouring blocks are merged when, in
     the box where the two blocks' filled boxes intersect, the voxels they
     share are at least ``reconcile_threshold`` of the smaller object's voxels
-    in that box (see :mod:`diluvian.blockwise.reconcile`); merges are
+    in that box and at least ``reconcile_min_voxels`` voxels (see
+    :mod:`diluvian.blockwise.reconcile`); merges are
     transitive. Final IDs are ``1..N`` (0 is background), numbered by each
     object's first block.
 
@@ -347,6 +350,10 @@ def fill_volume_blockwise(
         ``block_shape`` and ``block_overlap``.
     reconcile_threshold : float, optional
         Default ``[fill] reconcile_threshold``; in ``(0, 1]``.
+    reconcile_min_voxels : int, optional
+        Default ``[fill] reconcile_min_voxels``; at least 1. Changing only
+        the reconciliation settings of an existing store reconciles its
+        finished fills again without refilling a block.
     scheduler : str, optional
         ``tcp://HOST:PORT`` of a Dask scheduler; default a ``LocalCluster``
         with ``workers`` workers (one thread each; default: CPU cores).
@@ -356,6 +363,11 @@ def fill_volume_blockwise(
         Use this client instead (``scheduler``/``workers`` are then ignored).
     retries : int
         Dask retries of a failed block task (a worker dying loses only its block).
+    tf_threads : int, optional
+        TensorFlow intra- and inter-op threads of each worker's model
+        (applied when a worker first loads it). Default: the workers of a
+        ``LocalCluster`` share this machine's cores (cores // workers); the
+        workers of a remote scheduler keep TensorFlow's own default.
     fill_options : dict, optional
         Keyword arguments of :func:`~diluvian.fill.fill_volume_with_model`
         among :data:`FILL_OPTIONS`.
@@ -403,11 +415,18 @@ def fill_volume_blockwise(
     if not 0.0 < threshold <= 1.0:
         raise DiluvianError(f"[fill] reconcile_threshold = {threshold}: expected a fraction in "
                             "(0, 1]")
+    min_voxels = int(config.fill.reconcile_min_voxels if reconcile_min_voxels is None
+                     else reconcile_min_voxels)
+    if min_voxels < 1:
+        raise DiluvianError(f"[fill] reconcile_min_voxels = {min_voxels}: expected at least 1")
+    if tf_threads is not None and int(tf_threads) < 1:
+        raise DiluvianError(f"tf_threads = {tf_threads}: expected at least 1")
     if volume.image_data is None:
         raise DiluvianError(f"{volume!r} has no image data to fill")
     layout = BlockLayout(volume.shape, block_shape, block_overlap)
     path = Path(output)
-    settings = _store_settings(layout, volume.resolution, threshold, model, fill_options,
+    settings = _store_settings(layout, volume.resolution, threshold, min_voxels, model,
+                               fill_options,
                                seed_stream, config.random_seed)
     group, state = _open_store(path, layout, settings)
     result = BlockwiseResult(store=path, blocks=len(layout))
@@ -425,7 +444,8 @@ def fill_volume_blockwise(
         finished = finished_blocks(group)
         todo = [b for b in layout if not finished[b.index]]
         if todo:
-            tf_threads = _local_tf_threads(c)
+            if tf_threads is None:
+                tf_threads = _local_tf_threads(c)
             volume_f = c.scatter(volume, hash=False)
             futures = [c.submit(fill_block, volume_f, str(path), layout, b.index, model,
                                 fill_options, config, tuple(seed_stream), tf_threads,
@@ -439,7 +459,7 @@ def fill_volume_blockwise(
             result.filled_blocks = len(todo)
 
         blocks = list(layout)
-        futures = [c.submit(reconcile_block, str(path), layout, b.index, threshold,
+        futures = [c.submit(reconcile_block, str(path), layout, b.index, threshold, min_voxels,
                             key=f"diluvian-reconcile-{b.key}-{run_id}", retries=retries,
                             pure=False) for b in blocks]
         found = _run(c, futures, "Reconcile", progress)

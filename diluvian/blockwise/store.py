@@ -61,7 +61,12 @@ def _open(store, name: str, mode: str = "r+"):
     return zarr.open_group(str(store), mode=mode)[name]
 
 
-def _store_settings(layout: BlockLayout, resolution, threshold: float, model,
+#: Settings of the reconciliation only: a store resumed with other values keeps its
+#: block fills and is reconciled again.
+RECONCILE_KEYS = ("reconcile_threshold", "reconcile_min_voxels")
+
+
+def _store_settings(layout: BlockLayout, resolution, threshold: float, min_voxels: int, model,
                     fill_options: dict, seed_stream, random_seed) -> dict:
     return {
         "version": STORE_VERSION,
@@ -70,6 +75,7 @@ def _store_settings(layout: BlockLayout, resolution, threshold: float, model,
         "block_overlap": list(layout.block_overlap),
         "resolution": np.asarray(resolution).tolist(),
         "reconcile_threshold": float(threshold),
+        "reconcile_min_voxels": int(min_voxels),
         "model": str(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__,
         "fill_options": {k: fill_options[k] for k in sorted(fill_options)},
         "seed_stream": [str(s) for s in seed_stream],
@@ -129,10 +135,10 @@ def _open_store(path: Path, layout: BlockLayout, settings: dict):
             raise DiluvianError(f"{path}: blockwise store version {version!r}; this diluvian "
                                 f"reads versions 1 and {STORE_VERSION}")
         for key, value in settings.items():
-            if key not in ("reconcile_threshold", "version") and old.get(key) != value:
+            if key not in (*RECONCILE_KEYS, "version") and old.get(key) != value:
                 raise DiluvianError(f"{path}: was started with {key} = {old.get(key)!r}, not "
                                     f"{value!r}; remove it or choose another output")
-        if old.get("reconcile_threshold") != settings["reconcile_threshold"]:
+        if any(old.get(key) != settings[key] for key in RECONCILE_KEYS):
             state["complete"] = False  # the fills stay valid; reconcile again
         state["settings"] = settings
         if version == 1:

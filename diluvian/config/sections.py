@@ -518,7 +518,10 @@ class FillConfig(BaseConfig):
     reconcile_threshold : float
         Two objects of neighbouring blocks are merged when the voxels they
         share in the overlap are at least this fraction of the smaller of the
-        two objects' voxels in the overlap.
+        two objects' voxels in the overlap ...
+    reconcile_min_voxels : int
+        ... and they share at least this many voxels there (a single shared
+        voxel is no evidence).
     skip_committed : bool
         Do not predict FOVs centred on voxels of bodies already committed
         (saves evaluations spent re-predicting finished objects).
@@ -556,6 +559,7 @@ class FillConfig(BaseConfig):
         "block_shape": Field("vec", optional=True, length=3),
         "block_overlap": Field("vec", length=3),
         "reconcile_threshold": Field("float"),
+        "reconcile_min_voxels": Field("int"),
     }
 
 

@@ -192,6 +192,7 @@ class Region(MoveQueueMixin, RegionFillMixin):
         margin = (0, 0, 0) if move_margin is None else tuple(int(m) for m in move_margin)
         if len(margin) != 3 or min(margin) < 0:
             raise DiluvianError(f"move_margin {list(margin)} must be three non-negative integers")
+        self.move_margin = margin
         self._centre_lo = margin
         self._centre_hi = tuple(n - m for n, m in zip(shape, margin))
         self.stop_weak_seed = bool(stop_weak_seed)
@@ -286,7 +287,9 @@ class Region(MoveQueueMixin, RegionFillMixin):
         """A new region with the same image, target, seed and settings and an empty mask."""
         return type(self)(
             self.image, target=self.target, seed_vox=self.seed_vox, sparse_mask=self.sparse_mask,
-            block_padding=self.block_padding, model_config=self.model_config, rng=self.rng)
+            block_padding=self.block_padding, model_config=self.model_config, rng=self.rng,
+            blocked=self.blocked, move_margin=self.move_margin,
+            stop_weak_seed=self.stop_weak_seed, skip_certain=self.skip_certain)
 
     def __repr__(self) -> str:
         return (f"Region(shape={list(self.shape)}, seed_vox={self.seed_vox.tolist()}, "
