@@ -327,6 +327,16 @@ def test_unknown_fill_option_is_refused(tmp_path):
                               config=small_config())
 
 
+@pytest.mark.parametrize("bad, key", [({"reconcile_threshold": 0.0}, "reconcile_threshold"),
+                                      ({"reconcile_min_voxels": 0}, "reconcile_min_voxels"),
+                                      ({"tf_threads": 0}, "tf_threads")])
+def test_bad_reconcile_and_thread_settings_are_refused(tmp_path, bad, key):
+    with pytest.raises(DiluvianError, match=key):
+        fill_volume_blockwise(exact_oracle, volume_of(crossing_labels()), tmp_path / "o.zarr",
+                              block_shape=(8, 8, 8), config=small_config(), **bad)
+    assert not (tmp_path / "o.zarr").exists()
+
+
 def test_store_exports_to_hdf5_and_dataset_toml(tmp_path, thread_client, dense_seeds):
     result = run_blockwise(tmp_path / "out.zarr", thread_client, dense_seeds)
     volume = volume_of(crossing_labels())
