@@ -95,7 +95,9 @@ def main() -> None:
                         "gain little)")
     parser.add_argument("--single-labels", default=None, metavar="NPY",
                         help="labels of the single-process fill of the same volume and settings "
-                        "(bench_fill.py --save-labels) instead of filling it again")
+                        "(bench_fill.py --save-labels) instead of filling it again; where NPY "
+                        "does not exist yet, the fill (run after the blockwise ones) is saved "
+                        "there")
     parser.add_argument("--store-dir", default=None, metavar="DIR",
                         help="keep the crop, model and zarr stores in DIR (default: a new "
                         "temporary folder); a rerun on the same DIR resumes the stores, so "
@@ -151,29 +153,6 @@ def main() -> None:
           f"{args.block_overlap}, predictor {args.predictor} "
           f"(dtype policy {config.fill.dtype_policy}), reconcile threshold {threshold}, "
           f"min voxels {min_voxels}", flush=True)
-    if args.single_labels:
-        single, t_single = np.load(args.single_labels), float("nan")
-        if single.shape != truth.shape:
-            raise SystemExit(f"{args.single_labels}: shape {list(single.shape)}, expected "
-                             f"{list(truth.shape)}")
-        print(f"single process: {len(np.unique(single)) - 1} bodies read from "
-              f"{args.single_labels}", flush=True)
-    else:
-        t0 = time.perf_counter()
-        single, single_stats = fill_volume_with_model(single_model, volume, progress=False,
-                                                      config=config, **options)
-        t_single = time.perf_counter() - t0
-        print(f"single process: {single_stats.bodies} bodies, {single_stats.moves} "
-              f"evaluations, {t_single:.1f} s", flush=True)
-    if args.half:
-        from diluvian.evaluation import adapted_rand_error
-
-        split, merge = variation_of_information(truth, single, background_label=None)
-        arand = adapted_rand_error(truth, single, background_label=None, convention="skimage")
-        print("    single process vs truth, all voxels counted (Google FFN's published "
-              f"segmentation of z 125-250): VOI split {split:.3f} (0.889), VOI merge "
-              f"{merge:.3f} (0.942), adapted Rand {arand:.3f} (0.103)", flush=True)
-
     timings, blockwise, rss, busy = {}, None, {}, {}
     for workers in args.workers:
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
@@ -200,6 +179,34 @@ def main() -> None:
             blockwise = labels
         else:
             assert np.array_equal(labels, blockwise), "1 and 2 workers disagree"
+
+    split, merge = variation_of_information(truth, blockwise)
+    print(f"blockwise ({args.workers[0]} worker(s)) vs truth: VOI split {split:.3f} merge "
+          f"{merge:.3f} sum {split + merge:.3f}", flush=True)
+    if args.single_labels and Path(args.single_labels).exists():
+        single, t_single = np.load(args.single_labels), float("nan")
+        if single.shape != truth.shape:
+            raise SystemExit(f"{args.single_labels}: shape {list(single.shape)}, expected "
+                             f"{list(truth.shape)}")
+        print(f"single process: {len(np.unique(single)) - 1} bodies read from "
+              f"{args.single_labels}", flush=True)
+    else:
+        t0 = time.perf_counter()
+        single, single_stats = fill_volume_with_model(single_model, volume, progress=False,
+                                                      config=config, **options)
+        t_single = time.perf_counter() - t0
+        if args.single_labels:
+            np.save(args.single_labels, single)
+        print(f"single process: {single_stats.bodies} bodies, {single_stats.moves} "
+              f"evaluations, {t_single:.1f} s", flush=True)
+    if args.half:
+        from diluvian.evaluation import adapted_rand_error
+
+        split, merge = variation_of_information(truth, single, background_label=None)
+        arand = adapted_rand_error(truth, single, background_label=None, convention="skimage")
+        print("    single process vs truth, all voxels counted (Google FFN's published "
+              f"segmentation of z 125-250): VOI split {split:.3f} (0.889), VOI merge "
+              f"{merge:.3f} (0.942), adapted Rand {arand:.3f} (0.103)", flush=True)
 
     def voi(gt, pred):
         split, merge = variation_of_information(gt, pred)

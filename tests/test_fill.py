@@ -120,6 +120,39 @@ def test_seed_inside_committed_body_is_skipped():
     assert stats.seeds_done == len(seeds)
 
 
+def body_order(labels: np.ndarray, truth: np.ndarray) -> list[int]:
+    """Truth objects in the order their bodies were labelled (body ids count commits)."""
+    bodies = [b for b in np.unique(labels) if b]
+    return [int(np.bincount(truth[labels == b].astype(np.int64)).argmax()) for b in bodies]
+
+
+def test_crop_visits_shared_seeds_in_the_whole_volumes_order():
+    # 25 separate boxes with one seed each; body ids count commits, so they give
+    # the order in which seeds were visited.
+    truth = np.zeros((8, 40, 40), dtype=np.uint64)
+    seeds = []
+    for i, (y, x) in enumerate(np.ndindex(5, 5)):
+        truth[1:7, 8 * y + 1:8 * y + 7, 8 * x + 1:8 * x + 7] = i + 1
+        seeds.append([4, 8 * y + 4, 8 * x + 4])
+    seeds = np.asarray(seeds)
+
+    def run(lo, origin):
+        part = truth[:, lo:, lo:]
+        volume = NdarrayVolume([40, 16, 16], image_data=(part * 10).astype(np.uint8))
+        inside = (seeds[:, 1] >= lo) & (seeds[:, 2] >= lo)
+        labels, _ = fill_volume_with_model(exact_oracle, volume, seeds=seeds[inside] - [0, lo, lo],
+                                           seed_origin=origin, progress=False,
+                                           config=small_config())
+        return body_order(labels, part)
+
+    whole = run(0, (0, 0, 0))
+    crop = run(8, (0, 8, 8))
+    assert sorted(whole) == list(range(1, 26)) and len(crop) == 16
+    assert [t for t in whole if t in crop] == crop
+    # Without its origin the crop hashes other positions: another order.
+    assert run(8, (0, 0, 0)) != crop
+
+
 def test_same_labels_for_any_move_batch_size():
     truth = touching_labels()
     # Skipping moves into committed bodies depends on when bodies commit: off here.
@@ -170,7 +203,10 @@ def test_full_context_keeps_fov_centres_off_the_faces():
     assert centres
     assert all(h <= c < n - h for centre in centres
                for c, h, n in zip(centre, half, truth.shape))
+    # Seeds nearer a face than half a FOV are skipped (the grid's z = 10 plane
+    # here), so no object is left in fragments of seeds that could not move.
     assert stats.bodies == 4
+    assert all(len(np.unique(truth[labels == b])) == 1 for b in range(1, 5))
 
 
 def test_dtype_policy_resolution():

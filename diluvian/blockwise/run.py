@@ -164,8 +164,11 @@ def fill_block(volume, store, layout: BlockLayout, index, model, fill_options: d
         mask = np.asarray(volume.mask_data[outer]).astype(bool)
     sub = NdarrayVolume(volume.resolution, image_data=image, mask_data=mask)
     net = worker_model(model, config, tf_threads)
-    rng = make_rng(config.random_seed, "fill_seeds", *seed_stream, *block.index)
-    labels, stats = fill_volume_with_model(net, sub, rng=rng, background_label_id=0,
+    # One stream for every block: seeds are ordered by a hash of their global
+    # position, so each block visits its seeds in the whole volume's order.
+    rng = make_rng(config.random_seed, "fill_seeds", *seed_stream)
+    labels, stats = fill_volume_with_model(net, sub, rng=rng, seed_origin=block.outer_lo,
+                                           background_label_id=0,
                                            checkpoint_interval=0, progress=False, config=config,
                                            **fill_options)
     if labels.size and int(labels.max()) >= 1 << 32:
@@ -372,9 +375,11 @@ def fill_volume_blockwise(
         Keyword arguments of :func:`~diluvian.fill.fill_volume_with_model`
         among :data:`FILL_OPTIONS`.
     seed_stream : tuple
-        Extra random stream keys (e.g. the volume name): each block shuffles
-        its seeds with ``make_rng(random_seed, 'fill_seeds', *seed_stream,
-        *block_index)``.
+        Extra random stream keys (e.g. the volume name): blocks order their
+        seeds with ``make_rng(random_seed, 'fill_seeds', *seed_stream)`` and
+        their global positions, as a single-process fill of the whole volume
+        with that stream does (see ``seed_origin`` of
+        :func:`~diluvian.fill.fill_volume_with_model`).
     progress : bool
         Progress bars and the dashboard address.
     config : Config, optional

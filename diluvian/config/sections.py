@@ -526,8 +526,9 @@ class FillConfig(BaseConfig):
         Do not predict FOVs centred on voxels of bodies already committed
         (saves evaluations spent re-predicting finished objects).
     full_context : bool
-        Keep FOV centres of moves half an input FOV from the volume faces,
-        so every prediction sees real image context (Google FFN's rule).
+        Keep FOV centres of seeds and moves half an input FOV from the volume
+        faces, so every prediction sees real image context (Google FFN's
+        rule; seeds nearer a face are skipped).
     stop_weak_seed : bool
         Stop a region as soon as a prediction puts its own seed voxel below
         ``t_move`` (Google FFN's rule; saves evaluations on seeds outside any

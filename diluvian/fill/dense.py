@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..util import DiluvianError, make_rng, to_float_image
+from ..util import DiluvianError, make_rng, to_float_image, voxel_hash
 from .state import FillState, FillStats
 
 __all__ = ["fill_volume_with_model"]
@@ -64,10 +64,19 @@ def _generate_seeds(name: str, image: np.ndarray, resolution, mask) -> np.ndarra
     return np.asarray(make_seeds(name, image, resolution, mask=mask), dtype=np.int64)
 
 
-def _order_seeds(seeds: np.ndarray, shuffle: bool, rng: np.random.Generator | None) -> np.ndarray:
+def _order_seeds(seeds: np.ndarray, shuffle: bool, rng: np.random.Generator,
+                 origin=(0, 0, 0)) -> np.ndarray:
+    """Seeds sorted by a hash of their global position keyed from ``rng``.
+
+    A random order that is a property of each voxel, not of the volume: a
+    crop or block (``origin`` = its first voxel's global position) visits the
+    seeds it shares with the whole volume in the same relative order.
+    """
     if not shuffle or len(seeds) < 2:
         return seeds
-    return seeds[rng.permutation(len(seeds))]
+    key = int(rng.integers(1 << 63))
+    order = np.argsort(voxel_hash(seeds + np.asarray(origin, dtype=np.int64), key), kind="stable")
+    return seeds[order]
 
 
 def _region_prob_at(region, vox) -> float:
@@ -150,6 +159,7 @@ def fill_volume_with_model(
     shuffle_seeds: bool = True,
     ignore_mask: bool = False,
     rng: np.random.Generator | None = None,
+    seed_origin=(0, 0, 0),
     background_label_id: int = 0,
     bias: bool = True,
     move_batch_size: int = 1,
@@ -190,6 +200,12 @@ def fill_volume_with_model(
         Do not restrict generated seeds to the volume's mask.
     rng : numpy.random.Generator, optional
         Stream for shuffling; default ``make_rng(config.random_seed, 'fill_seeds')``.
+        Shuffled seeds are sorted by a hash of their position keyed from it
+        (:func:`diluvian.util.voxel_hash`), so the order is the same for any
+        crop or block of the volume.
+    seed_origin : sequence of int
+        Global Z, Y, X of the volume's first voxel, for that hash: a block of
+        a larger volume then visits its seeds in the whole volume's order.
     background_label_id : int
         Label written for voxels of no body; body ids skip it.
     bias : bool
@@ -230,10 +246,11 @@ def fill_volume_with_model(
         other and the result is deterministic; with larger batches, which
         bodies a region sees depends on the batch size.
     full_context : bool, optional
-        Keep FOV centres of moves half an input FOV away from the volume
-        faces, so every prediction sees real image context, as Google FFN
-        does (default ``config.fill.full_context``). Voxels near the faces
-        are still predicted by FOVs centred further in.
+        Keep FOV centres of seeds and moves half an input FOV away from the
+        volume faces, so every prediction sees real image context, as Google
+        FFN does (default ``config.fill.full_context``); seeds nearer a face
+        are skipped. Voxels near the faces are still predicted by FOVs
+        centred further in.
     stop_weak_seed : bool, optional
         Stop a region once a prediction puts its seed voxel below ``t_move``
         (default ``config.fill.stop_weak_seed``; see
@@ -294,7 +311,7 @@ def fill_volume_with_model(
         if state.seeds is None:
             state.seeds = _generate_seeds(seed_generator, image, volume.resolution, seed_mask)
             state.seeds = _order_seeds(state.seeds, shuffle_seeds, rng or make_rng(
-                config.random_seed, "fill_seeds"))
+                config.random_seed, "fill_seeds"), seed_origin)
         state.seeds = _check_seeds(state.seeds, shape)
         state.stats.seeds = len(state.seeds)
     else:
@@ -302,7 +319,8 @@ def fill_volume_with_model(
             seeds = _generate_seeds(seed_generator, image, volume.resolution, seed_mask)
         seeds = _check_seeds(seeds, shape)
         seeds = _order_seeds(seeds, shuffle_seeds,
-                             rng if rng is not None else make_rng(config.random_seed, "fill_seeds"))
+                             rng if rng is not None else make_rng(config.random_seed, "fill_seeds"),
+                             seed_origin)
         state = FillState(labels=np.zeros(shape, dtype=np.uint64),
                           excluded=np.zeros(shape, dtype=bool), seeds=seeds,
                           stats=FillStats(seeds=len(seeds)))
@@ -332,13 +350,18 @@ def fill_volume_with_model(
     def inside(region, vox) -> bool:
         return _region_prob_at(region, vox) >= t_final
 
+    def off_faces(vox) -> bool:
+        """Whether a seed's FOV fits the volume (always, unless ``full_context``)."""
+        return move_margin is None or all(m <= int(v) < n - m
+                                          for v, m, n in zip(vox, move_margin, shape))
+
     def admit() -> bool:
         """Start the region of the first waiting seed not deferred; false if none."""
         k = looked = 0
         while k < len(waiting) and looked < DEFER_LOOKAHEAD:
             i = waiting[k]
             vox = seed_list[i]
-            if covered(vox):
+            if covered(vox) or not off_faces(vox):
                 results[i] = ("skip", None)
                 waiting.pop(k)
                 continue
