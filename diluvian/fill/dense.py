@@ -303,6 +303,7 @@ def fill_volume_with_model(
     move_margin = ([int(s) // 2 for s in config.model.input_fov_shape] if full_context
                    else None)
 
+    order_rng = rng if rng is not None else make_rng(config.random_seed, "fill_seeds")
     if resume is not None:
         state = resume
         if tuple(state.labels.shape) != shape:
@@ -310,17 +311,14 @@ def fill_volume_with_model(
                                 f"volume has shape {list(shape)}")
         if state.seeds is None:
             state.seeds = _generate_seeds(seed_generator, image, volume.resolution, seed_mask)
-            state.seeds = _order_seeds(state.seeds, shuffle_seeds, rng or make_rng(
-                config.random_seed, "fill_seeds"), seed_origin)
+            state.seeds = _order_seeds(state.seeds, shuffle_seeds, order_rng, seed_origin)
         state.seeds = _check_seeds(state.seeds, shape)
         state.stats.seeds = len(state.seeds)
     else:
         if seeds is None:
             seeds = _generate_seeds(seed_generator, image, volume.resolution, seed_mask)
         seeds = _check_seeds(seeds, shape)
-        seeds = _order_seeds(seeds, shuffle_seeds,
-                             rng if rng is not None else make_rng(config.random_seed, "fill_seeds"),
-                             seed_origin)
+        seeds = _order_seeds(seeds, shuffle_seeds, order_rng, seed_origin)
         state = FillState(labels=np.zeros(shape, dtype=np.uint64),
                           excluded=np.zeros(shape, dtype=bool), seeds=seeds,
                           stats=FillStats(seeds=len(seeds)))
