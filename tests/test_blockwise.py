@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from diluvian.blockwise import (
+    FACE_OFFSETS,
     FORWARD_OFFSETS,
     BlockLayout,
     UnionFind,
@@ -84,6 +85,16 @@ def test_forward_offsets_name_each_neighbour_pair_once():
     assert len(FORWARD_OFFSETS) == 13
     both = set(FORWARD_OFFSETS) | {tuple(-v for v in o) for o in FORWARD_OFFSETS}
     assert len(both) == 26
+
+
+def test_reconciliation_compares_face_neighbours_only():
+    assert sorted(FACE_OFFSETS) == [(0, 0, 1), (0, 1, 0), (1, 0, 0)]
+    layout = BlockLayout((8, 8, 8), (4, 4, 4), (1, 1, 1))
+    first = layout.block((0, 0, 0))
+    assert len(layout.neighbours(first)) == 7
+    assert sorted(b.index for b in layout.neighbours(first, faces=True)) == [
+        (0, 0, 1), (0, 1, 0), (1, 0, 0)]
+    assert layout.neighbours(layout.block((1, 1, 1)), faces=True) == []
 
 
 def test_block_shape_must_be_positive():

@@ -21,6 +21,7 @@ from ..util import DiluvianError
 __all__ = [
     "Block",
     "BlockLayout",
+    "FACE_OFFSETS",
     "FORWARD_OFFSETS",
     "box_intersection",
     "box_slices",
@@ -31,6 +32,11 @@ __all__ = [
 FORWARD_OFFSETS: tuple[tuple[int, int, int], ...] = tuple(
     o for o in itertools.product((-1, 0, 1), repeat=3)
     if o != (0, 0, 0) and next(v for v in o if v != 0) > 0)
+
+#: The 3 of :data:`FORWARD_OFFSETS` that cross one face: the neighbour pairs
+#: that reconciliation compares.
+FACE_OFFSETS: tuple[tuple[int, int, int], ...] = tuple(
+    o for o in FORWARD_OFFSETS if sum(map(abs, o)) == 1)
 
 
 def box_slices(lo, hi) -> tuple[slice, ...]:
@@ -141,10 +147,14 @@ class BlockLayout:
         number = int(np.ravel_multi_index(index, self.grid_shape))
         return Block(index, number, core_lo, core_hi, outer_lo, outer_hi)
 
-    def neighbours(self, block: Block) -> list[Block]:
-        """The forward 26-neighbours of ``block`` (see :data:`FORWARD_OFFSETS`) in the grid."""
+    def neighbours(self, block: Block, faces: bool = False) -> list[Block]:
+        """The forward 26-neighbours of ``block`` (see :data:`FORWARD_OFFSETS`) in the grid.
+
+        With ``faces``, only the forward neighbours across one face
+        (:data:`FACE_OFFSETS`).
+        """
         out = []
-        for offset in FORWARD_OFFSETS:
+        for offset in FACE_OFFSETS if faces else FORWARD_OFFSETS:
             index = tuple(i + o for i, o in zip(block.index, offset))
             if all(0 <= i < g for i, g in zip(index, self.grid_shape)):
                 out.append(self.block(index))

@@ -21,6 +21,12 @@ of the box where their filled (core + margin) boxes intersect. For an object
   be joined to whatever covers that voxel in the other block; on FIB-25 one
   such single-voxel match merged two neurons of 105k and 132k voxels.
 
+Only blocks that share a face are compared. The box two blocks share across
+an edge or a corner lies inside the boxes they share with their common face
+neighbours, so it adds no match that transitivity does not already make, but
+objects there are cut on two or three sides, and on FIB-25 a 234-voxel
+sliver in such a box merged two neurons.
+
 Merges are transitive (union-find), so an object seen by several blocks, or
 one that a block split and its neighbour kept whole, becomes one global
 object. The flip side: an object that one block merged with a neighbour

@@ -185,7 +185,7 @@ def fill_block(volume, store, layout: BlockLayout, index, model, fill_options: d
 
 def reconcile_block(store, layout: BlockLayout, index, threshold: float,
                     min_voxels: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """IDs in a block's core and its matches with its forward neighbours (a Dask task).
+    """IDs in a block's core and its matches with its forward face neighbours (a Dask task).
 
     Returns
     -------
@@ -198,7 +198,7 @@ def reconcile_block(store, layout: BlockLayout, index, threshold: float,
     block = layout.block(index)
     ids = np.unique(scratch[layout.scratch_box(block, block.core_lo, block.core_hi)])
     merges: list[tuple[int, int]] = []
-    for other in layout.neighbours(block):
+    for other in layout.neighbours(block, faces=True):
         box = box_intersection(block.outer_lo, block.outer_hi, other.outer_lo, other.outer_hi)
         if box is None:
             continue
