@@ -97,6 +97,15 @@ def test_reconciliation_compares_face_neighbours_only():
     assert layout.neighbours(layout.block((1, 1, 1)), faces=True) == []
 
 
+def test_blocks_read_half_a_fov_of_context_within_the_volume():
+    from diluvian.blockwise.run import context_box
+
+    layout = BlockLayout((20, 40, 40), (10, 20, 20), (2, 4, 4))
+    lo, hi = context_box(layout, layout.block((0, 1, 0)), (5, 9, 9))
+    # Outer box z [0, 12), y [16, 40), x [0, 24), grown by (2, 4, 4) and clipped.
+    assert lo.tolist() == [0, 12, 0] and hi.tolist() == [14, 40, 28]
+
+
 def test_block_shape_must_be_positive():
     with pytest.raises(DiluvianError, match="block_shape"):
         BlockLayout((10, 10, 10), (0, 5, 5), (1, 1, 1))

@@ -178,27 +178,29 @@ def test_skip_committed_saves_evaluations_and_keeps_segmentation():
     assert stats.moves < stats_plain.moves
 
 
-def test_full_context_keeps_fov_centres_off_the_faces():
-    truth = blob_labels()
-    centres = []
-
-    def recording(images, masks):
-        return exact_oracle(images, masks)
-
+def fill_recording_centres(truth, **kwargs):
+    """Fill ``truth`` and return the labels, stats and FOV centres of every move but seeds'."""
     from diluvian.regions import Region
 
+    centres = []
     original = Region.apply
 
-    def apply(self, request, prediction, **kwargs):
+    def apply(self, request, prediction, **kw):
         if request.position != (0, 0, 0):
             centres.append(request.center_vox)
-        return original(self, request, prediction, **kwargs)
+        return original(self, request, prediction, **kw)
 
     Region.apply = apply
     try:
-        labels, stats = fill(truth, recording, full_context=True)
+        labels, stats = fill(truth, **kwargs)
     finally:
         Region.apply = original
+    return labels, stats, centres
+
+
+def test_full_context_keeps_fov_centres_off_the_faces():
+    truth = blob_labels()
+    labels, stats, centres = fill_recording_centres(truth, full_context=True)
     half = [f // 2 for f in FOV]
     assert centres
     assert all(h <= c < n - h for centre in centres
@@ -207,6 +209,20 @@ def test_full_context_keeps_fov_centres_off_the_faces():
     # here), so no object is left in fragments of seeds that could not move.
     assert stats.bodies == 4
     assert all(len(np.unique(truth[labels == b])) == 1 for b in range(1, 5))
+
+
+def test_context_voxels_start_no_seed_and_centre_no_fov():
+    truth = blob_labels()
+    seeds = grid_seeds(truth.shape)
+    labels, stats, centres = fill_recording_centres(truth, seeds=seeds,
+                                                    context=[[0, 0, 0], [0, 0, 4]])
+    assert centres and max(c[2] for c in centres) < 32 - 4
+    in_context = int(np.count_nonzero(seeds[:, 2] >= 32 - 4))
+    assert in_context and stats.skipped_seeds >= in_context
+    # FOVs (9 wide in X) centred left of the context still reach the far face.
+    assert relabel_equal(labels, truth)
+    with pytest.raises(DiluvianError, match="context"):
+        fill(truth, context=[1, -1, 0])
 
 
 def test_dtype_policy_resolution():

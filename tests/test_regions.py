@@ -304,6 +304,21 @@ def test_move_margin_keeps_fov_centres_away_from_faces():
     assert region.get_final_mask()[1:-1, 1:-1, 1:-1].all()
 
 
+def test_move_margin_before_and_after_each_axis():
+    shape = (15, 18, 17)
+    image = np.full(shape, 128, np.uint8)
+    margin = [[0, 0, 0], [C, C, C]]  # keep off the far faces only
+    region = Region(image, seed_vox=(7, 9, 8), model_config=model_config(), move_margin=margin)
+    centres = []
+    region.fill(intensity_oracle(0.5),
+                stopping_callback=lambda r: centres.append(r.last_center_vox) and False)
+    assert all(0 <= c < n - C for centre in centres for c, n in zip(centre, shape))
+    assert min(centre[0] for centre in centres) < C  # the near faces stay open
+    assert region.move_margin == ((0, 0, 0), (C, C, C))
+    with pytest.raises(DiluvianError, match="move_margin"):
+        Region(image, seed_vox=(7, 9, 8), model_config=model_config(), move_margin=[1, 2])
+
+
 def test_blocked_voxels_stop_moves_centred_on_them(sphere_volume):
     image, target = sphere_volume
     seed = (12, 12, 12)

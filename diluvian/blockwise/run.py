@@ -147,6 +147,14 @@ def worker_model(model, config, tf_threads: int | None = None):
         return _MODELS[key]
 
 
+def context_box(layout: BlockLayout, block, input_fov_shape) -> tuple[np.ndarray, np.ndarray]:
+    """A block's outer box grown by half an input FOV on each side, within the volume."""
+    half = np.asarray([int(s) // 2 for s in input_fov_shape])
+    lo = np.maximum(np.asarray(block.outer_lo) - half, 0)
+    hi = np.minimum(np.asarray(block.outer_hi) + half, np.asarray(layout.shape))
+    return lo, hi
+
+
 def fill_block(volume, store, layout: BlockLayout, index, model, fill_options: dict, config,
                seed_stream: tuple = (), tf_threads: int | None = None) -> dict:
     """Densely fill one block's outer box and write it to its scratch slot (a Dask task).
@@ -157,20 +165,28 @@ def fill_block(volume, store, layout: BlockLayout, index, model, fill_options: d
     from ..volumes.base import NdarrayVolume
 
     block = layout.block(index)
-    outer = box_slices(block.outer_lo, block.outer_hi)
-    image = np.asarray(volume.image_data[outer])
+    # The outer box is filled; half an input FOV around it (within the volume)
+    # is read as context only, so FOVs near the block's faces see real image
+    # where a single-process fill would, not padding.
+    lo, hi = context_box(layout, block, config.model.input_fov_shape)
+    box = box_slices(lo, hi)
+    image = np.asarray(volume.image_data[box])
     mask = None
     if getattr(volume, "mask_data", None) is not None and not fill_options.get("ignore_mask"):
-        mask = np.asarray(volume.mask_data[outer]).astype(bool)
+        mask = np.asarray(volume.mask_data[box]).astype(bool)
     sub = NdarrayVolume(volume.resolution, image_data=image, mask_data=mask)
     net = worker_model(model, config, tf_threads)
     # One stream for every block: seeds are ordered by a hash of their global
     # position, so each block visits its seeds in the whole volume's order.
     rng = make_rng(config.random_seed, "fill_seeds", *seed_stream)
-    labels, stats = fill_volume_with_model(net, sub, rng=rng, seed_origin=block.outer_lo,
+    before = np.asarray(block.outer_lo) - lo
+    after = hi - np.asarray(block.outer_hi)
+    labels, stats = fill_volume_with_model(net, sub, rng=rng, seed_origin=lo,
+                                           context=np.stack([before, after]),
                                            background_label_id=0,
                                            checkpoint_interval=0, progress=False, config=config,
                                            **fill_options)
+    labels = labels[box_slices(before, np.asarray(labels.shape) - after)]
     if labels.size and int(labels.max()) >= 1 << 32:
         raise DiluvianError(f"block {list(block.index)} has over 2**32 bodies; use smaller "
                             "[fill] block_shape")

@@ -79,6 +79,25 @@ def _order_seeds(seeds: np.ndarray, shuffle: bool, rng: np.random.Generator,
     return seeds[order]
 
 
+def _move_margin(context, input_fov_shape) -> np.ndarray | None:
+    """Margins (before, after each axis) that seeds and FOV centres keep from the faces.
+
+    ``context`` voxels at the faces only give image context; with an
+    ``input_fov_shape`` (``full_context``) FOVs also stay inside the volume.
+    """
+    margin = np.zeros((2, 3), dtype=np.int64)
+    if context is not None:
+        given = np.asarray(context)
+        if (given.shape not in ((3,), (2, 3)) or not np.issubdtype(given.dtype, np.integer)
+                or given.min() < 0):
+            raise DiluvianError(f"context {given.tolist()} must be three non-negative integers, "
+                                "or two rows of three (before, after each axis)")
+        margin[...] = given
+    if input_fov_shape is not None:
+        margin = np.maximum(margin, [int(s) // 2 for s in input_fov_shape])
+    return margin if margin.any() else None
+
+
 def _region_prob_at(region, vox) -> float:
     """Mask probability of a region at a voxel (NaN where never predicted)."""
     z, y, x = (int(v) for v in vox)
@@ -160,6 +179,7 @@ def fill_volume_with_model(
     ignore_mask: bool = False,
     rng: np.random.Generator | None = None,
     seed_origin=(0, 0, 0),
+    context=None,
     background_label_id: int = 0,
     bias: bool = True,
     move_batch_size: int = 1,
@@ -206,6 +226,12 @@ def fill_volume_with_model(
     seed_origin : sequence of int
         Global Z, Y, X of the volume's first voxel, for that hash: a block of
         a larger volume then visits its seeds in the whole volume's order.
+    context : array-like of int, optional
+        Voxels at the volume's faces (three per axis, or rows before and
+        after each axis) that only give image context: no seed starts and no
+        FOV is centred there, but FOVs centred nearby see real image instead
+        of padding. Blockwise fills read each block with half an input FOV
+        of context around it. Bodies may still reach into it.
     background_label_id : int
         Label written for voxels of no body; body ids skip it.
     bias : bool
@@ -300,8 +326,7 @@ def fill_volume_with_model(
         stop_weak_seed = bool(getattr(config.fill, "stop_weak_seed", False))
     if skip_certain is None:
         skip_certain = bool(getattr(config.fill, "skip_certain", False))
-    move_margin = ([int(s) // 2 for s in config.model.input_fov_shape] if full_context
-                   else None)
+    move_margin = _move_margin(context, config.model.input_fov_shape if full_context else None)
 
     order_rng = rng if rng is not None else make_rng(config.random_seed, "fill_seeds")
     if resume is not None:
@@ -349,9 +374,10 @@ def fill_volume_with_model(
         return _region_prob_at(region, vox) >= t_final
 
     def off_faces(vox) -> bool:
-        """Whether a seed's FOV fits the volume (always, unless ``full_context``)."""
-        return move_margin is None or all(m <= int(v) < n - m
-                                          for v, m, n in zip(vox, move_margin, shape))
+        """Whether a seed may start here (outside ``context`` and, with ``full_context``,
+        with its FOV inside the volume)."""
+        return move_margin is None or all(lo <= int(v) < n - hi for v, lo, hi, n in
+                                          zip(vox, move_margin[0], move_margin[1], shape))
 
     def admit() -> bool:
         """Start the region of the first waiting seed not deferred; false if none."""

@@ -96,6 +96,7 @@ class Region(MoveQueueMixin, RegionFillMixin):
         FOV centres of moves (not the seed) stay at least this many voxels
         from the volume faces, per axis, so every prediction sees real image
         context (Google FFN's rule, with half the input FOV). Default 0.
+        Shape (2, 3) gives the margins before and after each axis apart.
     stop_weak_seed : bool
         Stop filling as soon as a prediction leaves the seed voxel below
         ``t_move``: the region has lost its own seed, and further moves would
@@ -189,12 +190,16 @@ class Region(MoveQueueMixin, RegionFillMixin):
             raise DiluvianError(f"blocked voxels shape {list(blocked.shape)} differs from image "
                                 f"shape {list(shape)}")
         self.blocked = blocked
-        margin = (0, 0, 0) if move_margin is None else tuple(int(m) for m in move_margin)
-        if len(margin) != 3 or min(margin) < 0:
-            raise DiluvianError(f"move_margin {list(margin)} must be three non-negative integers")
-        self.move_margin = margin
-        self._centre_lo = margin
-        self._centre_hi = tuple(n - m for n, m in zip(shape, margin))
+        margin = np.asarray((0, 0, 0) if move_margin is None else move_margin)
+        if (margin.shape not in ((3,), (2, 3)) or not np.issubdtype(margin.dtype, np.integer)
+                or margin.min() < 0):
+            raise DiluvianError(f"move_margin {margin.tolist()} must be three non-negative "
+                                "integers, or two rows of three (before, after each axis)")
+        self.move_margin = tuple(map(int, margin)) if margin.ndim == 1 else tuple(
+            tuple(map(int, row)) for row in margin)
+        before, after = np.broadcast_to(margin, (2, 3)).tolist()
+        self._centre_lo = tuple(before)
+        self._centre_hi = tuple(n - m for n, m in zip(shape, after))
         self.stop_weak_seed = bool(stop_weak_seed)
         self.seed_weak = False
         self.skip_certain = bool(skip_certain)
