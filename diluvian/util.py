@@ -150,6 +150,26 @@ def voxel_hash(points, key: int) -> np.ndarray:
     return h
 
 
+def face_margins(value, name: str) -> np.ndarray:
+    """Margins at the faces of a 3-D box as an int array of shape (2, 3).
+
+    ``value`` holds three non-negative integers (the same before and after
+    each axis) or two rows of three (before, after). ``name`` is the setting
+    named in the error.
+
+    Examples
+    --------
+    >>> face_margins([1, 2, 3], "margin").tolist()
+    [[1, 2, 3], [1, 2, 3]]
+    """
+    given = np.asarray(value)
+    if (given.shape not in ((3,), (2, 3)) or not np.issubdtype(given.dtype, np.integer)
+            or given.min() < 0):
+        raise DiluvianError(f"{name} {given.tolist()} must be three non-negative integers, "
+                            "or two rows of three (before, after each axis)")
+    return np.broadcast_to(given, (2, 3)).astype(np.int64)
+
+
 def get_function(name: str):
     """Return the object named by a dotted path, e.g. ``"diluvian.util.binary_f_score"``.
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..util import DiluvianError, make_rng, to_float_image, voxel_hash
+from ..util import DiluvianError, face_margins, make_rng, to_float_image, voxel_hash
 from .state import FillState, FillStats
 
 __all__ = ["fill_volume_with_model"]
@@ -85,14 +85,7 @@ def _move_margin(context, input_fov_shape) -> np.ndarray | None:
     ``context`` voxels at the faces only give image context; with an
     ``input_fov_shape`` (``full_context``) FOVs also stay inside the volume.
     """
-    margin = np.zeros((2, 3), dtype=np.int64)
-    if context is not None:
-        given = np.asarray(context)
-        if (given.shape not in ((3,), (2, 3)) or not np.issubdtype(given.dtype, np.integer)
-                or given.min() < 0):
-            raise DiluvianError(f"context {given.tolist()} must be three non-negative integers, "
-                                "or two rows of three (before, after each axis)")
-        margin[...] = given
+    margin = face_margins((0, 0, 0) if context is None else context, "context")
     if input_fov_shape is not None:
         margin = np.maximum(margin, [int(s) // 2 for s in input_fov_shape])
     return margin if margin.any() else None

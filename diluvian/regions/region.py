@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..util import DiluvianError
+from ..util import DiluvianError, face_margins
 from .blocks import (
     MOVES,
     box_slices,
@@ -190,14 +190,10 @@ class Region(MoveQueueMixin, RegionFillMixin):
             raise DiluvianError(f"blocked voxels shape {list(blocked.shape)} differs from image "
                                 f"shape {list(shape)}")
         self.blocked = blocked
-        margin = np.asarray((0, 0, 0) if move_margin is None else move_margin)
-        if (margin.shape not in ((3,), (2, 3)) or not np.issubdtype(margin.dtype, np.integer)
-                or margin.min() < 0):
-            raise DiluvianError(f"move_margin {margin.tolist()} must be three non-negative "
-                                "integers, or two rows of three (before, after each axis)")
-        self.move_margin = tuple(map(int, margin)) if margin.ndim == 1 else tuple(
-            tuple(map(int, row)) for row in margin)
-        before, after = np.broadcast_to(margin, (2, 3)).tolist()
+        given = (0, 0, 0) if move_margin is None else move_margin
+        before, after = face_margins(given, "move_margin").tolist()
+        self.move_margin = (tuple(before) if np.ndim(given) == 1
+                            else (tuple(before), tuple(after)))
         self._centre_lo = tuple(before)
         self._centre_hi = tuple(n - m for n, m in zip(shape, after))
         self.stop_weak_seed = bool(stop_weak_seed)
