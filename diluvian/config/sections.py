@@ -520,8 +520,8 @@ class FillConfig(BaseConfig):
         share in the overlap are at least this fraction of the smaller of the
         two objects' voxels in the overlap ...
     reconcile_min_voxels : int
-        ... and they share at least this many voxels there (a single shared
-        voxel is no evidence).
+        ... and they share at least this many voxels there (a sliver poking
+        into the overlap is no evidence; default 200).
     skip_committed : bool
         Do not predict FOVs centred on voxels of bodies already committed
         (saves evaluations spent re-predicting finished objects).
