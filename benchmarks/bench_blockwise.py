@@ -180,9 +180,13 @@ def main() -> None:
         else:
             assert np.array_equal(labels, blockwise), "1 and 2 workers disagree"
 
-    split, merge = variation_of_information(truth, blockwise)
-    print(f"blockwise ({args.workers[0]} worker(s)) vs truth: VOI split {split:.3f} merge "
-          f"{merge:.3f} sum {split + merge:.3f}", flush=True)
+    def voi(gt, pred):
+        split, merge = variation_of_information(gt, pred)
+        return split, merge, split + merge
+
+    s_block = voi(truth, blockwise)
+    print(f"blockwise ({args.workers[0]} worker(s)) vs truth: VOI split {s_block[0]:.3f} merge "
+          f"{s_block[1]:.3f} sum {s_block[2]:.3f}", flush=True)
     if args.single_labels and Path(args.single_labels).exists():
         single, t_single = np.load(args.single_labels), float("nan")
         if single.shape != truth.shape:
@@ -208,11 +212,7 @@ def main() -> None:
               f"segmentation of z 125-250): VOI split {split:.3f} (0.889), VOI merge "
               f"{merge:.3f} (0.942), adapted Rand {arand:.3f} (0.103)", flush=True)
 
-    def voi(gt, pred):
-        split, merge = variation_of_information(gt, pred)
-        return split, merge, split + merge
-
-    s_single, s_block = voi(truth, single), voi(truth, blockwise)
+    s_single = voi(truth, single)
     cut, _, _ = voi(single, blockwise)
     print(f"(a) VOI vs truth  single: split {s_single[0]:.3f} merge {s_single[1]:.3f} "
           f"sum {s_single[2]:.3f} ({t_single:.1f} s)")
