@@ -25,10 +25,13 @@ from .util import DiluvianError, to_float_image
 
 __all__ = [
     "SEED_GENERATORS",
+    "grid_axes",
     "grid_seeds",
     "intensity_distance_seeds",
     "make_seeds",
     "sectionwise_sobel",
+    "sobel_features",
+    "sobel_halo",
 ]
 
 
@@ -79,10 +82,25 @@ def grid_seeds(image, step_vox: int | Sequence[int] = 16, mask=None) -> np.ndarr
     shape = np.asarray(np.shape(image), dtype=np.int64)
     if shape.size != 3:
         raise DiluvianError(f"seed image must be Z, Y, X (3-D), got shape {tuple(shape)}")
-    step = _triple(step_vox, "step_vox").astype(np.int64)
     mask = _check_mask(mask, shape)
+    axes = grid_axes(shape, step_vox)
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    if mask is not None and len(grid):
+        grid = grid[mask[tuple(grid.T)]]
+    return grid
+
+
+def grid_axes(shape, step_vox: int | Sequence[int] = 16) -> list[np.ndarray]:
+    """The Z, Y and X coordinates of :func:`grid_seeds`' lattice for an image of ``shape``.
+
+    Examples
+    --------
+    >>> [a.tolist() for a in grid_axes((1, 4, 9), (1, 4, 4))]
+    [[0], [2], [2, 6]]
+    """
+    step = _triple(step_vox, "step_vox").astype(np.int64)
     axes = []
-    for n, s in zip(shape, step):
+    for n, s in zip(np.asarray(shape, dtype=np.int64), step):
         count = n // s
         if count == 0 and n > 0:
             # An axis shorter than the step still gets its middle voxel.
@@ -90,10 +108,7 @@ def grid_seeds(image, step_vox: int | Sequence[int] = 16, mask=None) -> np.ndarr
             continue
         first = (n - count * s) // 2 + s // 2
         axes.append(first + s * np.arange(count, dtype=np.int64))
-    grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
-    if mask is not None and len(grid):
-        grid = grid[mask[tuple(grid.T)]]
-    return grid
+    return axes
 
 
 def sectionwise_sobel(image: np.ndarray, axis: int = 0) -> np.ndarray:
@@ -136,6 +151,36 @@ def _suppress_close(points_nm: np.ndarray, min_sep_nm: float) -> np.ndarray:
     return np.asarray(keep, dtype=np.int64)
 
 
+def sobel_features(image, resolution: Sequence[float], axis: int = 0,
+                   smooth_sigma_nm: float = 20.0) -> tuple[np.ndarray, np.ndarray]:
+    """The smoothed image and its section-wise Sobel magnitude, as "sobel" seeds use them.
+
+    Each voxel depends only on the image within :func:`sobel_halo` voxels of
+    it, so a box of the result computed from that box grown by the halo
+    equals the same box computed from the whole image.
+    """
+    res = _triple(resolution, "resolution")
+    image = to_float_image(image)
+    if smooth_sigma_nm > 0:
+        sigma = smooth_sigma_nm / res
+        sigma[axis] = 0.0
+        image = ndimage.gaussian_filter(image, sigma=tuple(sigma), mode="reflect")
+    return image, sectionwise_sobel(image, axis)
+
+
+def sobel_halo(resolution: Sequence[float], axis: int = 0,
+               smooth_sigma_nm: float = 20.0) -> np.ndarray:
+    """Z, Y, X voxels of image around a voxel that its :func:`sobel_features` depend on.
+
+    The Gaussian's radius (``scipy.ndimage``'s default truncation at 4 sigma)
+    plus the Sobel kernel's one voxel, in the section's axes only.
+    """
+    sigma = smooth_sigma_nm / _triple(resolution, "resolution")
+    halo = np.floor(4.0 * sigma + 0.5).astype(np.int64) * (smooth_sigma_nm > 0) + 1
+    halo[axis] = 0
+    return halo
+
+
 def intensity_distance_seeds(
     image,
     resolution: Sequence[float],
@@ -146,6 +191,7 @@ def intensity_distance_seeds(
     threshold: float | None = None,
     smooth_sigma_nm: float = 20.0,
     membrane: str | None = "dark",
+    level: float | None = None,
 ) -> np.ndarray:
     """Seeds at local maxima of the distance from image edges ("sobel" seeds).
 
@@ -183,12 +229,19 @@ def intensity_distance_seeds(
         Seeds are placed only where the mask is set; unmasked voxels count as
         edges for the distance transform.
     threshold : float, optional
-        Edge magnitude threshold; default Otsu's threshold.
+        Edge magnitude threshold; default Otsu's threshold (256 bins over
+        the magnitudes' range, as ``skimage.filters.threshold_otsu``).
     smooth_sigma_nm : float
         In-section Gaussian smoothing before the Sobel filter, in nm (0: none).
     membrane : {"dark", "bright", None}
         Also treat voxels darker (brighter) than Otsu's intensity threshold as
         edges; ``None`` uses the edge magnitude only.
+    level : float, optional
+        That intensity threshold; default Otsu's threshold of the smoothed
+        intensity. Blockwise fills give every block the whole volume's
+        ``threshold`` and ``level`` (see
+        :func:`diluvian.blockwise.seeds.sobel_levels`), so its seeds are those
+        of the whole volume.
 
     Returns
     -------
@@ -215,21 +268,19 @@ def intensity_distance_seeds(
         return empty
     from skimage.filters import threshold_otsu
 
-    image = to_float_image(image)
-    if smooth_sigma_nm > 0:
-        sigma = smooth_sigma_nm / res
-        sigma[axis] = 0.0
-        image = ndimage.gaussian_filter(image, sigma=tuple(sigma), mode="reflect")
-    edges = sectionwise_sobel(image, axis)
-    values = edges if mask is None else edges[mask]
-    if values.size == 0 or values.max() <= values.min():
-        return empty
+    image, edges = sobel_features(image, res, axis, smooth_sigma_nm)
     if threshold is None:
+        values = edges if mask is None else edges[mask]
+        if values.size == 0 or values.max() <= values.min():
+            return empty
         threshold = float(threshold_otsu(values))
     interior = edges < threshold
     if membrane is not None:
-        intensity = image if mask is None else image[mask]
-        level = float(threshold_otsu(intensity))
+        if level is None:
+            intensity = image if mask is None else image[mask]
+            if intensity.size == 0:
+                return empty
+            level = float(threshold_otsu(intensity))
         interior &= (image > level) if membrane == "dark" else (image < level)
     if mask is not None:
         interior &= mask

@@ -21,6 +21,7 @@ from diluvian.blockwise import (
 )
 from diluvian.blockwise.store import BLOCK_STATS, FINISHED, SCRATCH, STATE_ATTR
 from diluvian.config import Config
+from diluvian.preprocessing import grid_seeds
 from diluvian.util import DiluvianError
 from diluvian.volumes.base import NdarrayVolume
 
@@ -301,6 +302,13 @@ def test_landed_blocks_are_recorded_without_rewriting_the_state(tmp_path, thread
     assert stats.shape == (2, 2, 2, len(names))
     assert stats[..., names.index("bodies")].sum() == result.stats.bodies > 0
     assert len(result.block_stats) == 8 and isinstance(result.stats.moves, int)
+    # Labelled voxels count the block's outer box, not the context read around it.
+    layout = BlockLayout(crossing_labels().shape, [8, 16, 16], [2, 4, 4])
+    scratch = np.asarray(group[SCRATCH][...])
+    column = names.index("labelled_voxels")
+    for block in layout:
+        outer = scratch[layout.scratch_box(block, block.outer_lo, block.outer_hi)]
+        assert stats[block.index][column] == np.count_nonzero(outer)
 
 
 def test_version_1_store_is_converted_and_resumed(tmp_path, thread_client, dense_seeds):
@@ -444,3 +452,98 @@ def test_blockwise_fill_command_on_worker_processes_resumes_identically(tmp_path
     assert np.array_equal(read_labels(store), first)
     loaded = [key for key in run._MODELS if key[1] == str(tiny_model.resolve())]
     assert 1 <= len(loaded) <= 2  # once per worker, although 7 blocks were filled
+
+
+# --------------------------------------------------------------------------
+# Seeds: every block starts from the whole volume's seeds
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def em_volume():
+    from diluvian.volumes import make_synthetic_volume
+    from diluvian.volumes.synthetic import SYNTHETIC_RESOLUTION
+
+    image, _ = make_synthetic_volume(3, shape=(24, 96, 96))
+    return NdarrayVolume(SYNTHETIC_RESOLUTION, image_data=image)
+
+
+def on_blocks(volume, layout):
+    return lambda function, *args: [function(volume, layout, b.index, *args) for b in layout]
+
+
+def test_sobel_features_of_a_box_need_only_the_box_grown_by_the_halo(em_volume):
+    from diluvian.preprocessing import sobel_features, sobel_halo
+
+    image = np.asarray(em_volume.image_data)
+    whole = sobel_features(image, em_volume.resolution)
+    halo = sobel_halo(em_volume.resolution)
+    lo, hi = np.array([5, 30, 20]), np.array([15, 60, 70])
+    g_lo, g_hi = np.maximum(lo - halo, 0), hi + halo
+    part = sobel_features(image[tuple(slice(a, b) for a, b in zip(g_lo, g_hi))],
+                          em_volume.resolution)
+    inner = tuple(slice(a, b) for a, b in zip(lo - g_lo, hi - g_lo))
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    for full, piece in zip(whole, part):
+        assert np.array_equal(full[box], piece[inner])  # exactly, not approximately
+
+
+def test_blocks_make_exactly_the_whole_volumes_sobel_seeds(em_volume):
+    from skimage.filters import threshold_otsu
+
+    from diluvian.blockwise.seeds import block_seeds, sobel_levels
+    from diluvian.preprocessing import intensity_distance_seeds, sobel_features
+
+    image = np.asarray(em_volume.image_data)
+    layout = BlockLayout(image.shape, (12, 40, 40), (2, 6, 6))
+    levels = sobel_levels(on_blocks(em_volume, layout), em_volume, layout)
+    smooth, edges = sobel_features(image, em_volume.resolution)
+    assert levels == (float(threshold_otsu(edges)), float(threshold_otsu(smooth)))
+    whole = intensity_distance_seeds(image, em_volume.resolution)
+    assert len(whole) > 20
+    found = set()
+    for block in layout:
+        seeds = block_seeds(em_volume, layout, block.index, "sobel", levels)
+        lo, hi = np.asarray(block.outer_lo), np.asarray(block.outer_hi)
+        assert np.all((seeds >= lo) & (seeds < hi))
+        expected = whole[np.all((whole >= lo) & (whole < hi), axis=1)]
+        assert sorted(map(tuple, seeds.tolist())) == sorted(map(tuple, expected.tolist()))
+        found |= set(map(tuple, seeds.tolist()))
+    assert found == set(map(tuple, whole.tolist()))
+
+
+def test_blocks_make_the_whole_volumes_grid_and_masked_seeds(em_volume):
+    from diluvian.blockwise.seeds import block_seeds
+
+    mask = np.zeros(em_volume.shape, bool)
+    mask[:, :50] = True
+    volume = NdarrayVolume(em_volume.resolution, image_data=em_volume.image_data,
+                           mask_data=mask)
+    layout = BlockLayout(volume.shape, (12, 40, 40), (2, 6, 6))
+    whole = grid_seeds(np.zeros(volume.shape), mask=mask)
+    found = set()
+    for block in layout:
+        found |= set(map(tuple, block_seeds(volume, layout, block.index, "grid").tolist()))
+    assert found == set(map(tuple, whole.tolist()))
+    assert block_seeds(volume, layout, (0, 0, 0), "sobel", levels=None).shape == (0, 3)
+
+
+def test_blockwise_store_records_whole_volume_seed_thresholds(tmp_path, thread_client,
+                                                              em_volume):
+    import zarr
+
+    from diluvian.blockwise.seeds import sobel_levels
+
+    def nothing(images, masks):
+        return np.zeros(images.shape, np.float32)
+
+    result = fill_volume_blockwise(nothing, em_volume, tmp_path / "out.zarr",
+                                   block_shape=(12, 48, 48), block_overlap=(2, 4, 4),
+                                   client=thread_client, progress=False, config=small_config())
+    state = zarr.open_group(str(result.store), mode="r").attrs[STATE_ATTR]
+    layout = BlockLayout(em_volume.shape, (12, 48, 48), (2, 4, 4))
+    assert state["seed_levels"] == list(sobel_levels(on_blocks(em_volume, layout), em_volume,
+                                                     layout))
+    assert state["settings"]["seeding"] == "whole volume"
+    # Each block resolved the whole volume's seeds in its outer box.
+    assert result.stats.seeds > 0

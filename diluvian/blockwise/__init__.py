@@ -4,6 +4,8 @@
   clipped overlap margins (:class:`BlockLayout`).
 - :mod:`~diluvian.blockwise.reconcile`: the overlap rule
   (:func:`overlap_matches`), :class:`UnionFind`, :func:`consecutive_ids`.
+- :mod:`~diluvian.blockwise.seeds`: each block's share of the whole
+  volume's seeds (:func:`~diluvian.blockwise.seeds.block_seeds`).
 - :mod:`~diluvian.blockwise.run`: :func:`fill_volume_blockwise` (fill,
   reconcile, relabel as Dask tasks over a resumable zarr store) and
   :func:`dask_client`.

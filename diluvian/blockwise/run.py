@@ -1,9 +1,12 @@
 """Blockwise dense filling on Dask distributed, with a resumable zarr store.
 
-Three passes over the blocks of a :class:`~diluvian.blockwise.layout.BlockLayout`,
+Passes over the blocks of a :class:`~diluvian.blockwise.layout.BlockLayout`,
 each a set of Dask tasks that read and write only one block's worth of data:
 
-1. **fill**: each block's outer box (core + margin) is read from the volume
+1. **seed thresholds** (``sobel`` seeds only): the whole volume's Otsu
+   thresholds from per-block histograms, so that every block makes the
+   whole volume's seeds (:mod:`diluvian.blockwise.seeds`).
+2. **fill**: each block's outer box (core + margin) is read from the volume
    and densely filled with :func:`diluvian.fill.fill_volume_with_model`; its
    labels, made globally unique as ``block_number << 32 | local_id``, are
    written to the block's slot of the scratch array ``blocks``. As soon as
@@ -11,12 +14,12 @@ each a set of Dask tasks that read and write only one block's worth of data:
    (one byte per block) and its counters in ``block_stats``, both O(1)
    writes, so a rerun skips it; Dask ``retries`` redo a block whose worker
    died.
-2. **reconcile**: for each block and each forward 26-neighbour, the objects
+3. **reconcile**: for each block and each forward face neighbour, the objects
    of the two blocks in the intersection of their outer boxes are matched by
    the overlap rule (:mod:`diluvian.blockwise.reconcile`); the client joins
    the matches with union-find and numbers the objects present in some core
    ``1..N`` (0 is background).
-3. **relabel**: each block core is mapped to global IDs and written to the
+4. **relabel**: each block core is mapped to global IDs and written to the
    final ``labels`` array (chunk = block core, so writes never collide).
 """
 
@@ -40,6 +43,7 @@ import numpy as np
 from ..util import DiluvianError, make_rng
 from .layout import BlockLayout, box_intersection, box_slices
 from .reconcile import consecutive_ids, overlap_matches
+from .seeds import block_seeds, global_seeding, needs_levels, sobel_levels
 from .store import (
     LABELS,
     SCRATCH,
@@ -156,10 +160,15 @@ def context_box(layout: BlockLayout, block, input_fov_shape) -> tuple[np.ndarray
 
 
 def fill_block(volume, store, layout: BlockLayout, index, model, fill_options: dict, config,
-               seed_stream: tuple = (), tf_threads: int | None = None) -> dict:
+               seed_stream: tuple = (), tf_threads: int | None = None,
+               seed_levels=None) -> dict:
     """Densely fill one block's outer box and write it to its scratch slot (a Dask task).
 
-    Returns the block's :class:`~diluvian.fill.FillStats` as a dict.
+    The block starts from the whole volume's seeds in its outer box
+    (:func:`~diluvian.blockwise.seeds.block_seeds`; ``seed_levels`` are the
+    ``sobel`` thresholds) where its seed generator allows, from seeds of its
+    own image otherwise. Returns the block's
+    :class:`~diluvian.fill.FillStats` as a dict.
     """
     from ..fill import fill_volume_with_model
     from ..volumes.base import NdarrayVolume
@@ -175,18 +184,25 @@ def fill_block(volume, store, layout: BlockLayout, index, model, fill_options: d
     if getattr(volume, "mask_data", None) is not None and not fill_options.get("ignore_mask"):
         mask = np.asarray(volume.mask_data[box]).astype(bool)
     sub = NdarrayVolume(volume.resolution, image_data=image, mask_data=mask)
+    seeds = None
+    generator = fill_options.get("seed_generator", "sobel")
+    if global_seeding(generator):
+        seeds = block_seeds(volume, layout, index, generator, seed_levels,
+                            bool(fill_options.get("ignore_mask"))) - lo
     net = worker_model(model, config, tf_threads)
     # One stream for every block: seeds are ordered by a hash of their global
     # position, so each block visits its seeds in the whole volume's order.
     rng = make_rng(config.random_seed, "fill_seeds", *seed_stream)
     before = np.asarray(block.outer_lo) - lo
     after = hi - np.asarray(block.outer_hi)
-    labels, stats = fill_volume_with_model(net, sub, rng=rng, seed_origin=lo,
+    labels, stats = fill_volume_with_model(net, sub, seeds=seeds, rng=rng, seed_origin=lo,
                                            context=np.stack([before, after]),
                                            background_label_id=0,
                                            checkpoint_interval=0, progress=False, config=config,
                                            **fill_options)
     labels = labels[box_slices(before, np.asarray(labels.shape) - after)]
+    # Bodies may reach into the context; count only the block's own box.
+    stats.labelled_voxels = int(np.count_nonzero(labels))
     if labels.size and int(labels.max()) >= 1 << 32:
         raise DiluvianError(f"block {list(block.index)} has over 2**32 bodies; use smaller "
                             "[fill] block_shape")
@@ -344,7 +360,10 @@ def fill_volume_blockwise(
     Each block (core ``block_shape`` plus ``block_overlap`` on each side,
     clipped to the volume) is filled independently by
     :func:`diluvian.fill.fill_volume_with_model` on a worker, which reads only
-    that box of the volume. Objects of neighbouring blocks are merged when, in
+    that box of the volume (plus context). Blocks start from the whole
+    volume's seeds in their box (:mod:`diluvian.blockwise.seeds`; for
+    ``sobel`` seeds two quick passes over the blocks first find the whole
+    volume's thresholds). Objects of neighbouring blocks are merged when, in
     the box where the two blocks' filled boxes intersect, the voxels they
     share are at least ``reconcile_threshold`` of the smaller object's voxels
     in that box and at least ``reconcile_min_voxels`` voxels (see
@@ -468,8 +487,21 @@ def fill_volume_blockwise(
             if tf_threads is None:
                 tf_threads = _local_tf_threads(c)
             volume_f = c.scatter(volume, hash=False)
+            generator = fill_options.get("seed_generator", "sobel")
+            if needs_levels(generator) and "seed_levels" not in state:
+                def on_blocks(function, *args):
+                    fs = [c.submit(function, volume_f, layout, b.index, *args,
+                                   key=f"diluvian-{function.__name__}-{b.key}-{run_id}",
+                                   retries=retries, pure=False) for b in layout]
+                    return _run(c, fs, "Seed thresholds", progress)
+
+                levels = sobel_levels(on_blocks, volume, layout,
+                                      bool(fill_options.get("ignore_mask")))
+                state["seed_levels"] = None if levels is None else list(levels)
+                _save_state(group, state)  # a resumed fill uses the same thresholds
             futures = [c.submit(fill_block, volume_f, str(path), layout, b.index, model,
                                 fill_options, config, tuple(seed_stream), tf_threads,
+                                state.get("seed_levels"),
                                 key=f"diluvian-fill-{b.key}-{run_id}", retries=retries,
                                 pure=False) for b in todo]
 

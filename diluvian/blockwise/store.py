@@ -30,6 +30,7 @@ import numpy as np
 
 from ..util import DiluvianError
 from .layout import BlockLayout, box_slices
+from .seeds import global_seeding
 
 __all__ = [
     "BLOCK_STATS",
@@ -80,6 +81,9 @@ def _store_settings(layout: BlockLayout, resolution, threshold: float, min_voxel
         "fill_options": {k: fill_options[k] for k in sorted(fill_options)},
         "seed_stream": [str(s) for s in seed_stream],
         "random_seed": random_seed,
+        # How blocks make their seeds (see diluvian.blockwise.seeds).
+        "seeding": "whole volume" if global_seeding(fill_options.get("seed_generator", "sobel"))
+        else "per block",
     }
 
 
