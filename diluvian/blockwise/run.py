@@ -43,7 +43,7 @@ import numpy as np
 from ..util import DiluvianError, make_rng
 from .layout import BlockLayout, box_intersection, box_slices
 from .reconcile import consecutive_ids, overlap_matches
-from .seeds import block_seeds, global_seeding, needs_levels, sobel_levels
+from .seeds import block_seeds, global_seeding, needs_levels, read_mask, sobel_levels
 from .store import (
     LABELS,
     SCRATCH,
@@ -180,15 +180,13 @@ def fill_block(volume, store, layout: BlockLayout, index, model, fill_options: d
     lo, hi = context_box(layout, block, config.model.input_fov_shape)
     box = box_slices(lo, hi)
     image = np.asarray(volume.image_data[box])
-    mask = None
-    if getattr(volume, "mask_data", None) is not None and not fill_options.get("ignore_mask"):
-        mask = np.asarray(volume.mask_data[box]).astype(bool)
-    sub = NdarrayVolume(volume.resolution, image_data=image, mask_data=mask)
+    ignore_mask = bool(fill_options.get("ignore_mask"))
+    sub = NdarrayVolume(volume.resolution, image_data=image,
+                        mask_data=read_mask(volume, box, ignore_mask))
     seeds = None
     generator = fill_options.get("seed_generator", "sobel")
     if global_seeding(generator):
-        seeds = block_seeds(volume, layout, index, generator, seed_levels,
-                            bool(fill_options.get("ignore_mask"))) - lo
+        seeds = block_seeds(volume, layout, index, generator, seed_levels, ignore_mask) - lo
     net = worker_model(model, config, tf_threads)
     # One stream for every block: seeds are ordered by a hash of their global
     # position, so each block visits its seeds in the whole volume's order.

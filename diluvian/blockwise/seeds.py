@@ -37,7 +37,8 @@ from ..preprocessing import (
 )
 from .layout import BlockLayout, box_slices
 
-__all__ = ["SEED_HALO", "block_seeds", "global_seeding", "needs_levels", "sobel_levels"]
+__all__ = ["SEED_HALO", "block_seeds", "global_seeding", "needs_levels", "read_mask",
+           "sobel_levels"]
 
 #: Voxels added on each side of a block's outer box to make its ``sobel``
 #: seeds: the distance transform and the spacing rule (100 nm) look this far.
@@ -63,7 +64,8 @@ def _grown(layout: BlockLayout, lo, hi, halo) -> tuple[np.ndarray, np.ndarray]:
             np.minimum(np.asarray(hi) + halo, np.asarray(layout.shape)))
 
 
-def _read_mask(volume, box, ignore_mask: bool) -> np.ndarray | None:
+def read_mask(volume, box, ignore_mask: bool = False) -> np.ndarray | None:
+    """The volume's mask in ``box`` as booleans; ``None`` without a mask or with ``ignore_mask``."""
     if ignore_mask or getattr(volume, "mask_data", None) is None:
         return None
     return np.asarray(volume.mask_data[box]).astype(bool)
@@ -77,7 +79,7 @@ def _core_features(volume, layout: BlockLayout, index, ignore_mask: bool):
                                   volume.resolution)
     core = box_slices(np.asarray(block.core_lo) - lo, np.asarray(block.core_hi) - lo)
     image, edges = image[core], edges[core]
-    mask = _read_mask(volume, box_slices(block.core_lo, block.core_hi), ignore_mask)
+    mask = read_mask(volume, box_slices(block.core_lo, block.core_hi), ignore_mask)
     if mask is not None:
         image, edges = image[mask], edges[mask]
     return image.ravel(), edges.ravel()
@@ -157,7 +159,7 @@ def block_seeds(volume, layout: BlockLayout, index, seed_generator: str, levels=
     if generator is grid_seeds:
         axes = [a[(a >= b) & (a < e)] for a, b, e in zip(grid_axes(layout.shape), lo, hi)]
         seeds = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
-        mask = _read_mask(volume, box_slices(lo, hi), ignore_mask)
+        mask = read_mask(volume, box_slices(lo, hi), ignore_mask)
         if mask is not None and len(seeds):
             seeds = seeds[mask[tuple((seeds - lo).T)]]
         return seeds.astype(np.int64)
@@ -166,7 +168,7 @@ def block_seeds(volume, layout: BlockLayout, index, seed_generator: str, levels=
     s_lo, s_hi = _grown(layout, lo, hi, SEED_HALO)
     box = box_slices(s_lo, s_hi)
     seeds = intensity_distance_seeds(np.asarray(volume.image_data[box]), volume.resolution,
-                                     mask=_read_mask(volume, box, ignore_mask),
+                                     mask=read_mask(volume, box, ignore_mask),
                                      threshold=levels[0], level=levels[1]) + s_lo
     inside = np.all((seeds >= lo) & (seeds < hi), axis=1)
     return seeds[inside].astype(np.int64)
