@@ -160,6 +160,19 @@ class BlockLayout:
                 out.append(self.block(index))
         return out
 
+    def grown(self, lo, hi, margin) -> tuple[np.ndarray, np.ndarray]:
+        """The box ``[lo, hi)`` grown by ``margin`` voxels on each side, clipped to the volume.
+
+        Examples
+        --------
+        >>> lo, hi = BlockLayout((10, 20, 20), (5, 10, 10), (1, 2, 2)).grown((0, 5, 5), (5, 15, 15), 8)
+        >>> lo.tolist(), hi.tolist()
+        ([0, 0, 0], [10, 20, 20])
+        """
+        margin = np.asarray(margin, dtype=np.int64)
+        return (np.maximum(np.asarray(lo) - margin, 0),
+                np.minimum(np.asarray(hi) + margin, np.asarray(self.shape)))
+
     def scratch_box(self, block: Block, lo, hi) -> tuple[slice, ...]:
         """Slices of the scratch array holding the volume box ``[lo, hi)`` of ``block``'s outer box."""
         origin = np.asarray(block.core_lo) - np.asarray(self.block_overlap)

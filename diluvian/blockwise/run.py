@@ -153,10 +153,7 @@ def worker_model(model, config, tf_threads: int | None = None):
 
 def context_box(layout: BlockLayout, block, input_fov_shape) -> tuple[np.ndarray, np.ndarray]:
     """A block's outer box grown by half an input FOV on each side, within the volume."""
-    half = np.asarray([int(s) // 2 for s in input_fov_shape])
-    lo = np.maximum(np.asarray(block.outer_lo) - half, 0)
-    hi = np.minimum(np.asarray(block.outer_hi) + half, np.asarray(layout.shape))
-    return lo, hi
+    return layout.grown(block.outer_lo, block.outer_hi, [int(s) // 2 for s in input_fov_shape])
 
 
 def fill_block(volume, store, layout: BlockLayout, index, model, fill_options: dict, config,

@@ -58,12 +58,6 @@ def needs_levels(seed_generator: str) -> bool:
     return SEED_GENERATORS.get(seed_generator) is intensity_distance_seeds
 
 
-def _grown(layout: BlockLayout, lo, hi, halo) -> tuple[np.ndarray, np.ndarray]:
-    halo = np.asarray(halo, dtype=np.int64)
-    return (np.maximum(np.asarray(lo) - halo, 0),
-            np.minimum(np.asarray(hi) + halo, np.asarray(layout.shape)))
-
-
 def read_mask(volume, box, ignore_mask: bool = False) -> np.ndarray | None:
     """The volume's mask in ``box`` as booleans; ``None`` without a mask or with ``ignore_mask``."""
     if ignore_mask or getattr(volume, "mask_data", None) is None:
@@ -74,7 +68,7 @@ def read_mask(volume, box, ignore_mask: bool = False) -> np.ndarray | None:
 def _core_features(volume, layout: BlockLayout, index, ignore_mask: bool):
     """Smoothed intensity and edge magnitude of a block core's (unmasked) voxels."""
     block = layout.block(index)
-    lo, hi = _grown(layout, block.core_lo, block.core_hi, sobel_halo(volume.resolution))
+    lo, hi = layout.grown(block.core_lo, block.core_hi, sobel_halo(volume.resolution))
     image, edges = sobel_features(np.asarray(volume.image_data[box_slices(lo, hi)]),
                                   volume.resolution)
     core = box_slices(np.asarray(block.core_lo) - lo, np.asarray(block.core_hi) - lo)
@@ -165,7 +159,7 @@ def block_seeds(volume, layout: BlockLayout, index, seed_generator: str, levels=
         return seeds.astype(np.int64)
     if levels is None:
         return np.zeros((0, 3), dtype=np.int64)
-    s_lo, s_hi = _grown(layout, lo, hi, SEED_HALO)
+    s_lo, s_hi = layout.grown(lo, hi, SEED_HALO)
     box = box_slices(s_lo, s_hi)
     seeds = intensity_distance_seeds(np.asarray(volume.image_data[box]), volume.resolution,
                                      mask=read_mask(volume, box, ignore_mask),
