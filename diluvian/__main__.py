@@ -131,6 +131,14 @@ def _make_main_parser() -> argparse.ArgumentParser:
         "--metric-plot", action="store_true", dest="metric_plot", default=False,
         help="Plot metric history at the end of training. Will be saved as a PNG with the "
              "model output base filename.")
+    train.add_argument(
+        "--dtype-policy", dest="dtype_policy", default=None,
+        choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"),
+        help="Numeric precision of training (overrides [training] dtype_policy); 'auto': "
+             "mixed bfloat16 on CPUs with native bfloat16, mixed float16 on a GPU.")
+    train.add_argument(
+        "--max-minutes", dest="max_minutes", default=None, type=float,
+        help="Stop training after this many minutes (overrides [training] max_minutes).")
     train.set_defaults(handler=_cmd_train)
 
     # fill
@@ -391,6 +399,12 @@ def _cmd_train(args) -> int:
     from .training import train_network
 
     config = _load_config(args)
+    if args.dtype_policy is not None:
+        config.training.dtype_policy = args.dtype_policy
+    if args.max_minutes is not None:
+        if not args.max_minutes > 0:
+            raise DiluvianError(f"--max-minutes {args.max_minutes} must be positive")
+        config.training.max_minutes = float(args.max_minutes)
     volumes = _load_volumes(args, config)
     train_network(
         model_file=args.model_file,

@@ -92,7 +92,8 @@ TRAIN_SCRIPT = textwrap.dedent("""
     fov = [5, 17, 17]
     config = Config([{
         "random_seed": 3,
-        "model": {"input_fov_shape": fov, "output_fov_shape": fov},
+        "model": {"input_fov_shape": fov, "output_fov_shape": fov,
+                  "training_subv_shape": fov, "validation_subv_shape": fov},
         "network": {"num_modules": 1, "convolution_filters": 4, "unet_depth": 1},
         "training": {"training_size": 16, "validation_size": 4, "gpu_batch_size": 2,
                      "total_epochs": 1, "num_workers": 2, "num_gpus": 2},
@@ -120,8 +121,7 @@ TRAIN_SCRIPT = textwrap.dedent("""
 def test_num_gpus_2_trains_with_mirrored_strategy_on_two_devices(tmp_path, moving):
     script = TRAIN_SCRIPT
     if moving:
-        script = script.replace('"output_fov_shape": fov}',
-                                '"output_fov_shape": fov, "training_subv_shape": [9, 25, 25]}')
+        script = script.replace('"training_subv_shape": fov,', '"training_subv_shape": [9, 25, 25],')
         assert script != TRAIN_SCRIPT
     run = subprocess.run([sys.executable, "-c", script, str(tmp_path / "m")],
                          capture_output=True, text=True, timeout=600)

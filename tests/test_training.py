@@ -24,11 +24,13 @@ FOV = [5, 17, 17]
 
 def _tiny_settings(**training):
     t = {"training_size": 16, "validation_size": 4, "gpu_batch_size": 4, "total_epochs": 1,
-         "num_workers": 2}
+         "num_workers": 2, "dtype_policy": "float32"}
     t.update(training)
     return {
         "random_seed": 3,
-        "model": {"input_fov_shape": FOV, "output_fov_shape": FOV},
+        # Single-FOV training and validation unless a test asks for moves.
+        "model": {"input_fov_shape": FOV, "output_fov_shape": FOV,
+                  "training_subv_shape": FOV, "validation_subv_shape": FOV},
         "network": {"num_modules": 1, "convolution_filters": 4, "unet_depth": 1},
         "training": t,
     }

@@ -85,11 +85,14 @@ class ModelConfig(BaseConfig):
         (``round((centre - seed) / move_step)``) is predicted at most once.
         Models imported with ``import-ffn`` use ``'face_max'``.
     training_subv_shape : ndarray of int, optional
-        Shape of the subvolumes used during moving training. Defaults to
-        ``input_fov_shape`` (no moves).
+        Shape of the subvolumes used during moving training. Defaults (as in
+        diluvian 0.0.6) to ``input_fov_shape + 2 * move_step``: 27 FOV
+        positions per subvolume. Set it to ``input_fov_shape`` to train on
+        single FOVs without moves.
     validation_subv_shape : ndarray of int, optional
-        Shape of the subvolumes used during training validation. Defaults to
-        ``input_fov_shape``.
+        Shape of the subvolumes filled during training validation. Defaults
+        (as in diluvian 0.0.6) to ``input_fov_shape + 4 * move_step``: up to
+        125 FOV positions.
     """
 
     SECTION = "model"
@@ -166,15 +169,15 @@ class ModelConfig(BaseConfig):
 
     @property
     def training_subv_shape_value(self) -> np.ndarray:
-        """``training_subv_shape`` if set, else ``input_fov_shape``."""
+        """``training_subv_shape`` if set, else ``input_fov_shape + 2 * move_step``."""
         v = self.training_subv_shape
-        return self.input_fov_shape.copy() if v is None else v
+        return self.input_fov_shape + 2 * self.move_step if v is None else v
 
     @property
     def validation_subv_shape_value(self) -> np.ndarray:
-        """``validation_subv_shape`` if set, else ``input_fov_shape``."""
+        """``validation_subv_shape`` if set, else ``input_fov_shape + 4 * move_step``."""
         v = self.validation_subv_shape
-        return self.input_fov_shape.copy() if v is None else v
+        return self.input_fov_shape + 4 * self.move_step if v is None else v
 
 
 class NetworkConfig(BaseConfig):
@@ -396,6 +399,21 @@ class TrainingConfig(BaseConfig):
         ``axis``, ``prob`` and ``volume_file``: an axis along which to add
         artifacts, the probability per plane, and the dataset TOML from which
         to draw artifact patches (image and mask).
+    dtype_policy : str
+        Precision of training: ``'auto'`` (mixed float16 with loss scaling
+        on a GPU, mixed bfloat16 on a CPU with native bfloat16, else
+        float32), ``'float32'``, or a Keras mixed policy name.
+    sampling : str
+        Where training subvolumes are centred: ``'uniform'`` (diluvian
+        0.0.6: any voxel) or ``'fill_fraction'`` (Google FFN: evenly across
+        ``sampling_bins`` of the fraction of the input FOV that the centre
+        voxel's object fills; see :mod:`diluvian.training.sampling`).
+    sampling_bins : list of float
+        Bin edges of the fill fraction for ``'fill_fraction'``; centres
+        whose object fills less than the first edge are never drawn.
+    max_minutes : float, optional
+        Stop training after this many minutes (wall time): the running
+        epoch ends early and is validated as usual.
     """
 
     SECTION = "training"
@@ -425,6 +443,11 @@ class TrainingConfig(BaseConfig):
         "augment_noise": Field("list"),
         "augment_contrast": Field("list"),
         "augment_artifacts": Field("list"),
+        "dtype_policy": Field("str", choices=("auto", "float32", "mixed_bfloat16",
+                                               "mixed_float16")),
+        "sampling": Field("str", choices=("uniform", "fill_fraction")),
+        "sampling_bins": Field("fvec"),
+        "max_minutes": Field("float", optional=True),
     }
 
     _AUGMENT_KEYS = {

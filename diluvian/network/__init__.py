@@ -8,7 +8,8 @@ the central output FOV, so any code can call
 ``model.predict_on_batch([images[..., None], masks[..., None]])``.
 
 Submodules: :mod:`~diluvian.network.layers` (registered custom layers),
-:mod:`~diluvian.network.architectures` (network factories),
+:mod:`~diluvian.network.architectures` and :mod:`~diluvian.network.convstack`
+(network factories),
 :mod:`~diluvian.network.io` (compile, save, load, model settings) and
 :mod:`~diluvian.network.ffn_import` (Google FFN checkpoints).
 """
@@ -20,6 +21,7 @@ from .architectures import (
     unet_downsample_factors,
     unet_level_resolutions,
 )
+from .convstack import make_ffn_convstack
 from .devices import MultiDevicePredictor, fill_devices, replicate_for_devices
 from .ffn_import import FFN_SETTINGS, build_ffn_convstack, import_ffn_checkpoint
 from .io import (
@@ -31,9 +33,15 @@ from .io import (
     read_model_settings,
     save_model,
     transpose_model,
+    with_dtype_policy,
 )
 from .layers import CentralCrop3D, ProbabilityToLogit
-from .precision import cpu_has_native_bfloat16, resolve_dtype_policy
+from .precision import (
+    cpu_has_native_bfloat16,
+    resolve_dtype_policy,
+    resolve_training_dtype_policy,
+    training_policy_scope,
+)
 
 __all__ = [
     "FFN_SETTINGS",
@@ -48,6 +56,7 @@ __all__ = [
     "fill_devices",
     "import_ffn_checkpoint",
     "load_model",
+    "make_ffn_convstack",
     "make_flood_fill_network",
     "make_flood_fill_unet",
     "make_network",
@@ -55,8 +64,11 @@ __all__ = [
     "read_model_settings",
     "replicate_for_devices",
     "resolve_dtype_policy",
+    "resolve_training_dtype_policy",
+    "training_policy_scope",
     "save_model",
     "transpose_model",
+    "with_dtype_policy",
     "unet_downsample_factors",
     "unet_level_resolutions",
 ]

@@ -24,8 +24,8 @@ import keras
 import numpy as np
 
 from ..util import DiluvianError
+from .convstack import build_ffn_convstack
 from .io import save_model
-from .layers import ProbabilityToLogit
 
 __all__ = ["FFN_SETTINGS", "build_ffn_convstack", "import_ffn_checkpoint", "read_ffn_weights"]
 
@@ -89,55 +89,6 @@ def _module_count(weights) -> int:
     while f"conv{n + 1}_a" in weights:
         n += 1
     return n
-
-
-def build_ffn_convstack(
-    fov_shape=(33, 33, 33), depth: int = 11, filters: int = 32,
-    image_mean: float = 128.0, image_std: float = 33.0,
-) -> keras.Model:
-    """The FFN ``convstack_3d`` architecture as a diluvian-convention Keras model.
-
-    Layer names follow the checkpoint (``conv0_a`` ... ``conv{depth}_b``,
-    ``conv_lom``).
-
-    Parameters
-    ----------
-    fov_shape : sequence of 3 int
-        Field of view (ZYX); input and output have the same shape.
-    depth : int
-        Number of residual modules.
-    filters : int
-        Filters per convolution.
-    image_mean, image_std : float
-        FFN image normalisation of raw ``uint8`` values.
-    """
-    fov = tuple(int(v) for v in fov_shape)
-    image_input = keras.Input(shape=(*fov, 1), dtype="float32", name="image_input")
-    mask_input = keras.Input(shape=(*fov, 1), dtype="float32", name="mask_input")
-    # Our image is raw / 256; FFN wants (raw - mean) / std.
-    image = keras.layers.Rescaling(scale=256.0 / image_std, offset=-image_mean / image_std,
-                                   name="image_normalization")(image_input)
-    logits = ProbabilityToLogit(name="mask_logit")(mask_input)
-    x = keras.layers.Concatenate(axis=-1, name="image_logit")([image, logits])
-
-    def conv(t, name, activation=None, kernel=(3, 3, 3), n=filters):
-        return keras.layers.Conv3D(n, kernel, padding="same", activation=activation,
-                                   name=name)(t)
-
-    x = conv(x, "conv0_a", "relu")
-    x = conv(x, "conv0_b")
-    for i in range(1, depth + 1):
-        x_in = x
-        x = keras.layers.Activation("relu", name=f"relu{i}")(x)
-        x = conv(x, f"conv{i}_a", "relu")
-        x = conv(x, f"conv{i}_b")
-        x = keras.layers.Add(name=f"residual{i}")([x_in, x])
-    x = keras.layers.Activation("relu", name="relu_lom")(x)
-    update = conv(x, "conv_lom", kernel=(1, 1, 1), n=1)
-    new_logits = keras.layers.Add(name="logit_update", dtype="float32")([logits, update])
-    mask_output = keras.layers.Activation("sigmoid", dtype="float32",
-                                          name="mask_output")(new_logits)
-    return keras.Model([image_input, mask_input], mask_output, name="ffn_convstack_3d")
 
 
 def import_ffn_checkpoint(checkpoint_prefix, output_file) -> keras.Model:

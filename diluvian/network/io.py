@@ -45,6 +45,8 @@ MODEL_KEYS = ("input_fov_shape", "output_fov_shape", "output_fov_move_fraction",
               "v_false", "t_move", "t_final", "move_check_thickness", "move_policy")
 #: Settings keys copied into ``[fill]``.
 FILL_KEYS = ("min_body_size",)
+#: Settings keys copied into ``[volume]``: volumes are filled at the resolution trained on.
+VOLUME_KEYS = ("resolution",)
 
 
 def _jsonable(value: Any) -> Any:
@@ -242,12 +244,16 @@ def model_settings_from_config(config=None, **overrides) -> dict[str, Any]:
         "v_true": m.v_true,
         "v_false": m.v_false,
         "t_move": m.t_move,
+        "move_policy": m.move_policy,
+        "resolution": config.volume.resolution,
         "mask_input": "probability",
         "image_normalization": "rescale" if config.network.rescale_image else "unit",
         "network": config.network.settings(),
     }
     if m.t_final is not None:
         settings["t_final"] = m.t_final
+    if config.fill.min_body_size:
+        settings["min_body_size"] = int(config.fill.min_body_size)
     settings.update(overrides)
     return _jsonable(settings)
 
@@ -313,10 +319,15 @@ def read_model_settings(filename) -> dict[str, Any]:
     return settings
 
 
-_FLOAT32_LAYERS = ("mask_output", "logit_update")
+_FLOAT32_LAYERS = ("mask_output", "logit_update", "logit_crop")
 
 
-def _with_dtype_policy(model, dtype_policy: str):
+def with_dtype_policy(model, dtype_policy: str):
+    """A copy of ``model`` (same weights) whose layers run under ``dtype_policy``.
+
+    The probability-to-logit conversion, the final logit update and the
+    output stay in float32.
+    """
     try:
         policy = keras.dtype_policies.get(dtype_policy)
     except (ValueError, TypeError):
@@ -366,7 +377,7 @@ def load_model(model_file, network_config=None, compile: bool = False,
         raise DiluvianError(f"{model_file}: cannot load the Keras model: {msg}") from exc
     check_model_io(model, str(model_file))
     if dtype_policy is not None:
-        model = _with_dtype_policy(model, dtype_policy)
+        model = with_dtype_policy(model, dtype_policy)
     if network_config is not None and network_config.transpose:
         model = transpose_model(model)
     return model
@@ -376,8 +387,9 @@ def apply_model_settings(config, settings: dict[str, Any], source: str = "<model
     """Copy model-file ``settings`` into ``config`` for keys the user did not set explicitly.
 
     ``[model]`` keys (FOV shapes, ``output_fov_move_fraction`` or
-    ``move_step``, ``v_true``, ``v_false``, ``t_move``, ``t_final``) and
-    ``[fill] min_body_size`` are updated in place unless
+    ``move_step``, ``v_true``, ``v_false``, ``t_move``, ``t_final``,
+    ``move_policy``), ``[fill] min_body_size`` and ``[volume] resolution``
+    (the resolution the model was trained at) are updated in place unless
     ``config.explicitly_set("model.<key>")``. An explicitly set FOV shape
     that differs from the model's is an error, since the network can not
     take it.
@@ -403,7 +415,7 @@ def apply_model_settings(config, settings: dict[str, Any], source: str = "<model
                 raise DiluvianError(
                     f"{source}: the model has {key} {model_value} but the configuration sets "
                     f"[model] {key} = {getattr(config.model, key).tolist()}")
-    for section, keys in (("model", MODEL_KEYS), ("fill", FILL_KEYS)):
+    for section, keys in (("model", MODEL_KEYS), ("fill", FILL_KEYS), ("volume", VOLUME_KEYS)):
         section_config = getattr(config, section)
         for key in keys:
             if key not in settings or config.explicitly_set(f"{section}.{key}"):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import platform
 from pathlib import Path
 
-__all__ = ["cpu_has_native_bfloat16", "resolve_dtype_policy"]
+__all__ = ["cpu_has_native_bfloat16", "resolve_dtype_policy", "resolve_training_dtype_policy",
+           "training_policy_scope"]
 
 log = logging.getLogger(__name__)
 
@@ -65,3 +67,47 @@ def resolve_dtype_policy(name: str | None) -> str | None:
         chosen = None
     log.info("dtype_policy 'auto' runs the network in %s", chosen or "float32")
     return chosen
+
+
+def resolve_training_dtype_policy(name: str | None) -> str | None:
+    """The Keras dtype policy to train under, or ``None`` for float32.
+
+    Parameters
+    ----------
+    name : str or None
+        ``'float32'`` (or ``None``): full precision; ``'auto'``:
+        ``'mixed_float16'`` (with loss scaling) when TensorFlow sees a GPU,
+        ``'mixed_bfloat16'`` on a CPU with native bfloat16 instructions,
+        otherwise float32; ``'mixed_bfloat16'`` or ``'mixed_float16'`` as
+        given. Mixed policies keep the weights in float32.
+    """
+    if name is None or name == "float32":
+        return None
+    if name != "auto":
+        return name
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        chosen = "mixed_float16"
+    elif cpu_has_native_bfloat16():
+        chosen = "mixed_bfloat16"
+    else:
+        chosen = None
+    log.info("[training] dtype_policy 'auto' trains in %s", chosen or "float32")
+    return chosen
+
+
+@contextlib.contextmanager
+def training_policy_scope(policy: str | None):
+    """Make ``policy`` Keras' global dtype policy inside the block (nothing for ``None``)."""
+    if policy is None:
+        yield
+        return
+    import keras
+
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(before)

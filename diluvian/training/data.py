@@ -16,6 +16,7 @@ trains.
 from __future__ import annotations
 
 import itertools
+import threading
 from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -25,8 +26,9 @@ import numpy as np
 from scipy import ndimage
 
 from ..util import DiluvianError, make_rng
-from ..volumes.subvolume import Subvolume
+from ..volumes.subvolume import Subvolume, SubvolumeBounds
 from .augment import Augmentation, apply_augmentations, make_augmentations
+from .sampling import FillFractionSampler
 
 __all__ = [
     "TrainingData",
@@ -224,6 +226,10 @@ class TrainingData:
                 t, shapes=[self.subv_shape, self.input_fov_shape, self.output_fov_shape],
                 config=config, artifact_volumes=artifact_volumes)
         self.use_both = bool(augment and t.augment_use_both and self.augmentations)
+        self.sampling = str(t.sampling)
+        self.sampling_bins = list(t.sampling_bins)
+        self._samplers: dict[str, FillFractionSampler] = {}
+        self._sampler_lock = threading.Lock()
         self.bins = None if t.fill_factor_bins is None else list(t.fill_factor_bins)
         self.bin_weights = None
         if self.bins is not None:
@@ -246,12 +252,36 @@ class TrainingData:
         draw = k // 2 if self.use_both else k
         return self.volumes[draw % len(self.volumes)][0]
 
-    def raw_subvolume(self, draw: int, epoch: int | str = 0) -> Subvolume:
-        """The ``draw``-th subvolume of an epoch, labels prepared but not augmented."""
+    def _sampler(self, name: str, volume) -> FillFractionSampler:
+        with self._sampler_lock:
+            sampler = self._samplers.get(name)
+            if sampler is None:
+                if volume.label_data is None:
+                    raise DiluvianError(f"volume {name!r}: [training] sampling = "
+                                        "'fill_fraction' needs label data")
+                sampler = FillFractionSampler(np.asarray(volume.label_data[...]),
+                                              self.input_fov_shape, self.subv_shape,
+                                              self.sampling_bins)
+                self._samplers[name] = sampler
+        return sampler
+
+    def bounds(self, draw: int, epoch: int | str = 0) -> SubvolumeBounds:
+        """Bounds of the ``draw``-th subvolume of an epoch (``[training] sampling``)."""
         name, volume = self.volumes[draw % len(self.volumes)]
         rng = self.rng(name, epoch, draw, "bounds")
-        bounds = next(iter(volume.subvolume_bounds_generator(shape=self.subv_shape, rng=rng)))
-        subv = volume.get_subvolume(bounds)
+        if self.sampling != "fill_fraction":
+            return next(iter(volume.subvolume_bounds_generator(shape=self.subv_shape, rng=rng)))
+        centre = self._sampler(name, volume).draw(rng)
+        half = self.subv_shape // 2
+        label_id = int(np.asarray(volume.label_data[tuple(
+            slice(int(c), int(c) + 1) for c in centre)]).ravel()[0])
+        return SubvolumeBounds(centre - half, centre - half + self.subv_shape, seed=half,
+                               label_id=label_id)
+
+    def raw_subvolume(self, draw: int, epoch: int | str = 0) -> Subvolume:
+        """The ``draw``-th subvolume of an epoch, labels prepared but not augmented."""
+        volume = self.volumes[draw % len(self.volumes)][1]
+        subv = volume.get_subvolume(self.bounds(draw, epoch))
         return prepare_subvolume(subv, self.label_erosion, self.relabel)
 
     def subvolume(self, k: int, epoch: int = 0) -> Subvolume:

@@ -182,7 +182,8 @@ def fit_moving(trainer: MovingTrainer, epoch_end, epochs: int, steps: int,
                progress: bool, tensorboard_cb=None) -> None:
     """Train ``epochs`` epochs of ``steps`` moving steps; ``epoch_end(epoch, logs)`` after each.
 
-    Stops early when ``epoch_end.stop`` becomes true.
+    Stops early when ``epoch_end.stop`` becomes true; an epoch ends early
+    once ``epoch_end.out_of_time`` (``[training] max_minutes``).
     """
     from tqdm.auto import tqdm
 
@@ -193,11 +194,14 @@ def fit_moving(trainer: MovingTrainer, epoch_end, epochs: int, steps: int,
         with tqdm(total=steps, desc=f"Epoch {epoch + 1}/{epochs}", unit="batch",
                   disable=not progress) as bar:
             for _ in range(steps):
+                if getattr(epoch_end, "out_of_time", False):
+                    break
                 step_logs = trainer.step()
+                epoch_end.steps = getattr(epoch_end, "steps", 0) + 1
                 losses.append(float(step_logs.get("loss", math.nan)))
                 bar.set_postfix(loss=f"{np.mean(losses):.4f}")
                 bar.update()
-        logs["loss"] = float(np.mean(losses))
+        logs["loss"] = float(np.mean(losses)) if losses else math.nan
         epoch_end(epoch, logs)
         if tensorboard_cb is not None:
             tensorboard_cb.on_epoch_end(epoch, dict(logs))

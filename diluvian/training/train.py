@@ -10,7 +10,8 @@ Outputs of :func:`train_network` for a base name ``BASE`` (default
     The full configuration used.
 ``BASE.csv``
     History, one row per epoch: ``epoch``, ``loss``, ``val_loss``,
-    ``val_<metric>`` and any other logged values.
+    ``val_<metric>``, ``minutes`` (wall time since training started),
+    ``samples`` (training samples so far) and any other logged values.
 ``BASE.png``
     With ``metric_plot``: loss and metric per epoch.
 ``BASE-interrupted.keras``
@@ -101,22 +102,31 @@ def _strategy(num_gpus: int):
     return tf.distribute.MirroredStrategy(devices=[g.name for g in gpus[:num_gpus]])
 
 
-def _build_model(model_file, config):
-    """A compiled model: loaded from ``model_file`` (settings applied to ``config``) or new."""
+def _build_model(model_file, config, policy: str | None):
+    """A compiled model: loaded from ``model_file`` (settings applied to ``config``) or new.
+
+    With a mixed ``policy`` the layers compute in half precision (weights
+    stay float32) and the optimizer scales the loss for ``mixed_float16``.
+    """
     from ..network import (
         apply_model_settings,
         compile_network,
         load_model,
         make_network,
         read_model_settings,
+        training_policy_scope,
+        with_dtype_policy,
     )
 
-    if model_file is not None:
-        apply_model_settings(config, read_model_settings(model_file), source=str(model_file))
-        model = load_model(model_file, network_config=config.network)
-    else:
-        model = make_network(config.model, config.network)
-    return compile_network(model, config.optimizer)
+    with training_policy_scope(policy):
+        if model_file is not None:
+            apply_model_settings(config, read_model_settings(model_file), source=str(model_file))
+            model = load_model(model_file, network_config=config.network)
+        else:
+            model = make_network(config.model, config.network)
+        if policy is not None:
+            model = with_dtype_policy(model, policy)
+        return compile_network(model, config.optimizer)
 
 
 def _model_settings(config) -> dict[str, Any]:
@@ -249,7 +259,12 @@ class _EpochEnd:
 
     def __init__(self, model, validation: ValidationSet, config, base: Path,
                  checkpoint_file, metric_plot: bool, progress: bool):
+        import time
+
         self.model = model
+        self.started = time.monotonic()
+        minutes = config.training.max_minutes
+        self.deadline = None if minutes is None else self.started + 60.0 * float(minutes)
         self.validation = validation
         self.config = config
         self.base = base
@@ -263,10 +278,28 @@ class _EpochEnd:
         self.best_epoch: int | None = None
         self.best_loss = math.inf
         self.history: list[dict[str, float]] = []
+        self.steps = 0  # training batches so far, for the ``samples`` history column
         self.last_weights = None
         self.stop = False
         self.aborted = False
         self.settings = _model_settings(config)
+
+    @property
+    def out_of_time(self) -> bool:
+        """Whether ``[training] max_minutes`` have passed."""
+        import time
+
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def _save(self, path) -> None:
+        """Save the model in float32 (whatever policy it trains under) with its settings."""
+        from ..network import save_model, with_dtype_policy
+
+        model = self.model
+        if model.dtype_policy.name != "float32" or any(
+                layer.dtype_policy.name != "float32" for layer in model.layers):
+            model = with_dtype_policy(model, "float32")
+        save_model(model, path, self.settings)
 
     def _better(self, value: float, loss: float) -> bool:
         """Better metric; on a tie (e.g. F0.5 still 0 early on), lower validation loss."""
@@ -277,7 +310,7 @@ class _EpochEnd:
         return value > self.best if self.mode == "max" else value < self.best
 
     def __call__(self, epoch: int, logs: dict[str, Any]) -> None:
-        from ..network import save_model
+        import time
 
         t = self.config.training
         result = self.validation.evaluate(self.model, batch_size=t.batch_size)
@@ -285,16 +318,17 @@ class _EpochEnd:
         logs[self.metric_key] = result["metric"]
         row = {"epoch": epoch + 1}
         row.update({k: float(v) for k, v in logs.items()})
+        row["minutes"] = round((time.monotonic() - self.started) / 60.0, 3)
+        row["samples"] = self.steps * int(t.batch_size)
         self.history.append(row)
         self.last_weights = self.model.get_weights()
         if self._better(result["metric"], result["loss"]):
             self.best, self.best_epoch = result["metric"], epoch + 1
             self.best_loss = result["loss"]
-            save_model(self.model, _suffixed(self.base, ".keras"), self.settings)
+            self._save(_suffixed(self.base, ".keras"))
         write_history_csv(self.history, _suffixed(self.base, ".csv"))
         if self.checkpoint_file:
-            name = str(self.checkpoint_file).format(epoch=epoch + 1, **logs)
-            save_model(self.model, name, self.settings)
+            self._save(str(self.checkpoint_file).format(epoch=epoch + 1, **logs))
         if self.progress:
             logger.info("epoch %d: %s", epoch + 1,
                         ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
@@ -303,18 +337,19 @@ class _EpochEnd:
             logger.warning("epoch %d: val_loss %.4g is not below early_abort_loss %.4g; aborting",
                            epoch + 1, result["loss"], t.early_abort_loss)
             self.aborted = self.stop = True
+        if self.out_of_time:
+            logger.info("[training] max_minutes = %s reached; stopping", t.max_minutes)
+            self.stop = True
         if self.best_epoch is not None and epoch + 1 - self.best_epoch > t.patience:
             logger.info("no better %s for %d epochs; stopping", self.metric_key, t.patience)
             self.stop = True
 
     def save_interrupted(self) -> None:
-        from ..network import save_model
-
         if self.last_weights is None:
             return
         self.model.set_weights(self.last_weights)
         path = _suffixed(self.base, "-interrupted.keras")
-        save_model(self.model, path, self.settings)
+        self._save(path)
         logger.warning("interrupted: saved the model of epoch %d to %s",
                        self.history[-1]["epoch"], path)
 
@@ -323,6 +358,11 @@ def _keras_callback(epoch_end: _EpochEnd):
     import keras
 
     class _Callback(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            epoch_end.steps += 1
+            if epoch_end.out_of_time:
+                self.model.stop_training = True
+
         def on_epoch_end(self, epoch, logs=None):
             epoch_end(epoch, logs if logs is not None else {})
             if epoch_end.stop:
@@ -355,8 +395,11 @@ def _train_once(model_file, volumes, base: Path, model_checkpoint_file, tensorbo
         import keras
 
         keras.utils.set_random_seed(int(config.random_seed))
+    from ..network import resolve_training_dtype_policy
+
+    policy = resolve_training_dtype_policy(t.dtype_policy)
     with strategy.scope():
-        model = _build_model(model_file, config)
+        model = _build_model(model_file, config, policy)
     config.to_toml(_suffixed(base, ".toml"))
     moving = bool(np.any(config.model.training_subv_shape_value > config.model.input_fov_shape))
     data = TrainingData(training_volumes, config, stream="training", augment=True,
