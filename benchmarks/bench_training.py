@@ -1,26 +1,25 @@
-"""Training throughput: the real data pipeline against ``model.fit`` on in-memory arrays.
+"""Training throughput: diluvian's pipelines against bare Keras, and mixed precision.
 
-Both runs train the same network, shapes and batch size, measured side by
-side in one process, and print the ratio (aim: at least 0.9, i.e. data
-generation hides behind the training step). The pipeline run uses the
-default configuration's augmentations and ``num_workers`` and, by default,
-the ``tf.data`` pipeline ``diluvian train`` uses (``make_tf_dataset``, with
-prefetching); ``--pipeline py`` measures the ``keras.utils.PyDataset``
-(``make_py_dataset``), for which Keras turns tf.data prefetching off.
+For each network (``--networks``: the default U-Net, an FFN-style residual
+stack, a tiny U-Net), measured side by side in one process with the same
+shapes and batch:
+
+- **single-FOV pipeline**: ``model.fit`` on ``make_tf_dataset`` (the
+  seeded sampling and augmentation ``diluvian train`` uses without moves)
+  against ``model.fit`` on in-memory arrays (aim: at least 0.95);
+- **moving training**: :class:`diluvian.training.MovingTrainer` steps (read
+  ahead, region updates, moves) against a bare ``train_on_batch`` +
+  ``predict_on_batch`` on arrays, the same network work (aim: at least 0.95);
+- **mixed precision**: ``model.fit`` on arrays under ``mixed_bfloat16`` (a
+  CPU) or ``mixed_float16`` (a GPU) against float32 (aim: at least 1.8x on
+  a CPU with native bfloat16).
+
+The CPU flags that matter are printed first. Alternating rounds, medians.
 
 Usage::
 
-    python benchmarks/bench_training.py                   # tiny U-Net: the pipeline's share shows
-    python benchmarks/bench_training.py --unet --steps 4  # default U-Net (minutes on CPU)
-    python benchmarks/bench_training.py --batch 32 --steps 20
-    python benchmarks/bench_training.py --pipeline py     # the PyDataset, for comparison
-
-Measured on the shared 2-core CPU machine (load average ~8, so noisy), with
-the PyDataset pipeline training used then: tiny U-Net, FOV [13, 33, 33], batch 8, 4 workers: arrays 106 samples/s,
-pipeline 92 samples/s, ratio 0.87 (0.97 and 1.4 in earlier single runs);
-default U-Net, batch 8: arrays 1.7 samples/s, pipeline 1.5 samples/s,
-ratio 0.88. Data generation alone runs at 1,300-2,900 samples/s on one
-thread, so the gap is CPU contention on 2 shared cores, not data.
+    python benchmarks/bench_training.py                          # convstack + tiny
+    python benchmarks/bench_training.py --networks unet --steps 4  # minutes on CPU
 
 Small synthetic volumes are generated in memory (no download, no cache).
 """
@@ -29,11 +28,24 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_train_fill_fib25 import cpu_line  # noqa: E402
+
+NETWORKS = {
+    "unet": ({}, {}),
+    "convstack": ({"factory": "diluvian.network.make_ffn_convstack", "num_modules": 4,
+                   "convolution_filters": 24}, {"input_fov_shape": [25, 25, 25],
+                                                "output_fov_shape": [25, 25, 25]}),
+    "tiny": ({"num_modules": 1, "convolution_filters": 4, "unet_depth": 1}, {}),
+}
 
 
 def _volumes(shape):
@@ -67,76 +79,127 @@ def _timer():
     return Timer()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--unet", action="store_true",
-                        help="the default U-Net (minutes on CPU) instead of a tiny network")
-    parser.add_argument("--batch", type=int, default=8, help="gpu_batch_size")
-    parser.add_argument("--steps", type=int, default=12, help="timed steps per run (plus 2 warm-up)")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median)")
-    parser.add_argument("--workers", type=int, default=None, help="num_workers (default: config)")
-    parser.add_argument("--pipeline", choices=("tf", "py"), default="tf",
-                        help="tf: make_tf_dataset (what training uses); py: make_py_dataset")
-    args = parser.parse_args()
-
+def _config(name: str, batch: int, steps: int, workers):
     from diluvian.config import Config
-    from diluvian.network import compile_network, make_network
-    from diluvian.training.data import TrainingData, make_py_dataset, make_tf_dataset
+
+    network, model = NETWORKS[name]
+    training = {"gpu_batch_size": batch, "training_size": steps * batch, "dtype_policy": "float32",
+                "augment_use_both": False}
+    if workers is not None:
+        training["num_workers"] = workers
+    if model:
+        fov = model["input_fov_shape"]
+        model = dict(model, training_subv_shape=[f + 12 for f in fov])
+        training["partitions"] = {}
+    return Config([{"network": network, "model": model, "training": training,
+                    "volume": {"resolution": [40, 16, 16]}}])
+
+
+def _model(config, policy=None):
+    from diluvian.network import compile_network, make_network, training_policy_scope
+    from diluvian.network import with_dtype_policy
+
+    with training_policy_scope(policy):
+        model = make_network(config.model, config.network)
+        if policy is not None:
+            model = with_dtype_policy(model, policy)
+        return compile_network(model, config.optimizer)
+
+
+def _fit_rate(model, inputs, batch: int) -> float:
+    timer = _timer()
+    model.fit(*inputs, epochs=1, shuffle=False, verbose=0, callbacks=[timer],
+              **({"batch_size": batch} if isinstance(inputs[0], list) else {}))
+    return timer.samples_per_s(batch)
+
+
+def _moving_rates(model, config, training, steps: int) -> tuple[float, float]:
+    """Samples/s of MovingTrainer steps and of bare train + predict on the same arrays."""
+    from diluvian.training import MovingTrainer
+    from diluvian.training.data import TrainingData
+
+    data = TrainingData(training, config, subv_shape=config.model.training_subv_shape_value)
+    trainer = MovingTrainer(model, data, config)
+    try:
+        _, x, y = trainer.next_batch()
+        for _ in range(2):
+            trainer.step()
+        start = time.perf_counter()
+        for _ in range(steps):
+            trainer.step()
+        moving = steps * data.batch_size / (time.perf_counter() - start)
+    finally:
+        trainer.close()
+    start = time.perf_counter()
+    for _ in range(steps):
+        model.train_on_batch(list(x), y)
+        model.predict_on_batch(list(x))
+    bare = steps * data.batch_size / (time.perf_counter() - start)
+    return moving, bare
+
+
+def bench_network(name: str, args) -> None:
+    import tensorflow as tf
+
+    from diluvian.network import resolve_training_dtype_policy
+    from diluvian.training.data import TrainingData, make_tf_dataset
     from diluvian.volumes import partition_volumes
 
-    settings = {"training": {"gpu_batch_size": args.batch}}
-    if not args.unet:
-        settings["network"] = {"num_modules": 1, "convolution_filters": 4, "unet_depth": 1}
-    if args.workers is not None:
-        settings["training"]["num_workers"] = args.workers
     steps = args.steps + 2
-    settings["training"]["training_size"] = steps * args.batch  # per volume: plenty
-    config = Config([settings])
-    training, _ = partition_volumes(_volumes((64, 192, 192)), config=config)
+    config = _config(name, args.batch, steps, args.workers)
+    vol_shape = (64, 192, 192) if name != "convstack" else (48, 96, 96)
+    training, _ = partition_volumes(_volumes(vol_shape), config=config)
     data = TrainingData(training, config)
-    t = config.training
     fov = config.model.input_fov_shape.tolist()
-    print(f"network: {config.network.factory if args.unet else 'tiny U-Net'}, FOV {fov}, batch "
-          f"{t.batch_size}, workers {t.num_workers}, pipeline {args.pipeline}, augmentations "
-          f"{[type(a).__name__ for a in data.augmentations]}")
-
-    # Same model (weights reset between runs would not change the timing).
-    model = compile_network(make_network(config.model, config.network), config.optimizer)
-
-    # Pre-made in-memory arrays of the same shapes.
+    print(f"\n[{name}] {config.network.factory}, FOV {fov}, batch {args.batch}, workers "
+          f"{config.training.num_workers}", flush=True)
+    model = _model(config)
     (images, masks), targets = data.batch(0)
-    reps = steps
-    x_img = np.concatenate([images] * reps)
-    x_mask = np.concatenate([masks] * reps)
-    y = np.concatenate([targets] * reps)
-
-    # Alternate the two runs so that changes in machine load hit both alike.
-    arrays_runs, pipeline_runs = [], []
+    arrays_in = ([np.concatenate([images] * steps), np.concatenate([masks] * steps)],
+                 np.concatenate([targets] * steps))
+    arrays, pipeline, moving, bare = [], [], [], []
     for _ in range(args.rounds):
-        timer = _timer()
-        model.fit([x_img, x_mask], y, batch_size=t.batch_size, epochs=1, shuffle=False,
-                  verbose=0, callbacks=[timer])
-        arrays_runs.append(timer.samples_per_s(t.batch_size))
-        if args.pipeline == "tf":
-            dataset = make_tf_dataset(data, workers=t.num_workers).take(steps)
-        else:
-            dataset = make_py_dataset(data, workers=t.num_workers)
-        timer = _timer()
-        model.fit(dataset, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0,
-                  callbacks=[timer])
-        pipeline_runs.append(timer.samples_per_s(t.batch_size))
-    arrays, pipeline = float(np.median(arrays_runs)), float(np.median(pipeline_runs))
+        arrays.append(_fit_rate(model, arrays_in, args.batch))
+        dataset = make_tf_dataset(data, workers=config.training.num_workers).take(steps)
+        pipeline.append(_fit_rate(model, (dataset,), args.batch))
+        m, b = _moving_rates(model, config, training, args.steps)
+        moving.append(m)
+        bare.append(b)
+    policy = resolve_training_dtype_policy("auto") or (
+        "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16")
+    mixed_model = _model(config, policy)
+    mixed, plain = [], []
+    for _ in range(args.rounds):
+        plain.append(_fit_rate(model, arrays_in, args.batch))
+        mixed.append(_fit_rate(mixed_model, arrays_in, args.batch))
+    med = {k: float(np.median(v)) for k, v in (("arrays", arrays), ("pipeline", pipeline),
+                                                ("moving", moving), ("bare", bare),
+                                                ("mixed", mixed), ("plain", plain))}
+    print(f"  fit on arrays            {med['arrays']:8.1f} samples/s")
+    print(f"  fit on the pipeline      {med['pipeline']:8.1f} samples/s   "
+          f"ratio {med['pipeline'] / med['arrays']:.3f} (aim >= 0.95)")
+    print(f"  bare train+predict       {med['bare']:8.1f} samples/s")
+    print(f"  moving training          {med['moving']:8.1f} samples/s   "
+          f"ratio {med['moving'] / med['bare']:.3f} (aim >= 0.95)")
+    print(f"  float32 fit              {med['plain']:8.1f} samples/s")
+    print(f"  {policy:15s} fit      {med['mixed']:8.1f} samples/s   "
+          f"ratio {med['mixed'] / med['plain']:.2f} (aim >= 1.8 with native bfloat16)")
 
-    t0 = time.perf_counter()
-    for i in range(3):
-        data.batch(100 + i)
-    gen = 3 * t.batch_size / (time.perf_counter() - t0)
 
-    print(f"in-memory arrays : {arrays:8.1f} samples/s (median of {args.rounds})")
-    print(f"real pipeline    : {pipeline:8.1f} samples/s (median of {args.rounds})")
-    print(f"data generation alone (one thread): {gen:8.1f} samples/s")
-    print(f"ratio pipeline / arrays: {pipeline / arrays:.3f}  (aim >= 0.9)")
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--networks", nargs="+", choices=sorted(NETWORKS),
+                        default=["convstack", "tiny"])
+    parser.add_argument("--batch", type=int, default=8, help="gpu_batch_size")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per run (+2 warm-up)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median)")
+    parser.add_argument("--workers", type=int, default=None, help="num_workers (default: config)")
+    args = parser.parse_args(argv)
+    print(cpu_line())
+    for name in args.networks:
+        bench_network(name, args)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
