@@ -26,6 +26,14 @@ from .util import DiluvianError, Interrupted, check_input_file, check_output_pat
 LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (no usage block), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {' '.join(str(message).split())} "
+                     f"(see {self.prog} -h)\n")
+
+
 def _int_triple(values) -> list[int]:
     return [int(v) for v in values]
 
@@ -101,7 +109,7 @@ def _add_bounds_moves_argument(parser: argparse.ArgumentParser) -> None:
 
 def _make_main_parser() -> argparse.ArgumentParser:
     """Build the argument parser for the ``diluvian`` command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="diluvian", description="Train or run flood-filling networks on EM data.")
     commandparsers = parser.add_subparsers(help="Commands", dest="command")
     commandparsers.required = True
@@ -423,13 +431,13 @@ def _check_inputs(args) -> None:
     if command == "import-ffn":
         from pathlib import Path
 
+        if not str(args.output).endswith(".keras"):
+            raise DiluvianError(f"{args.output}: model files must end in '.keras'")
         prefix = Path(args.checkpoint)
         check_input_file(f"{prefix}.index", "FFN checkpoint index")
         if not list(prefix.parent.glob(f"{prefix.name}.data-*")):
             raise DiluvianError(f"{prefix}: FFN checkpoint has no data file "
                                 f"({prefix.name}.data-00000-of-00001)")
-        if not str(args.output).endswith(".keras"):
-            raise DiluvianError(f"{args.output}: model files must end in '.keras'")
 
 
 def _check_outputs(args) -> None:
@@ -680,9 +688,50 @@ def main(argv: list[str] | None = None) -> int:
     if args.log_level == "DEBUG" and os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "2" \
             and "tensorflow" not in sys.modules:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    debug = args.log_level == "DEBUG"
+    quiet = None if debug else _quiet_native_stderr()
     logging.basicConfig(level=getattr(logging, args.log_level),
                         format="%(levelname)s %(name)s: %(message)s")
-    debug = args.log_level == "DEBUG"
+    try:
+        return _run(args, debug)
+    finally:
+        if quiet is not None:
+            quiet()
+
+
+def _quiet_native_stderr():
+    """Send native (C/C++) writes to stderr to /dev/null; Python's stay on the terminal.
+
+    TensorFlow and absl log start-up lines straight to file descriptor 2
+    before any setting can silence them. Python's ``sys.stderr`` (errors,
+    warnings, progress bars) is moved to a copy of the original descriptor.
+    Only done when ``sys.stderr`` is the process's own stderr. Returns a
+    function that undoes it, or None.
+    """
+    try:
+        if sys.stderr is not sys.__stderr__ or sys.stderr.fileno() != 2:
+            return None
+        sys.stderr.flush()
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except (AttributeError, OSError, ValueError):
+        return None
+    python_stderr = os.fdopen(saved, "w", buffering=1, encoding=sys.stderr.encoding,
+                              errors="backslashreplace")
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    old = sys.stderr
+    sys.stderr = python_stderr
+
+    def undo():
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        sys.stderr = old
+
+    return undo
+
+
+def _run(args, debug: bool) -> int:
     old_term = None
     if threading.current_thread() is threading.main_thread():
         old_term = signal.signal(signal.SIGTERM, _on_sigterm)

@@ -216,6 +216,12 @@ reject_early_termination, checkpoint_interval, checkpoint_seconds
                                    label_mode=config.volume.label_downsampling)
                    for k, v in volumes.items()}
 
+    fov = np.asarray(config.model.input_fov_shape)
+    for name, volume in volumes.items():
+        if np.any(np.asarray(volume.shape) < fov):
+            raise DiluvianError(f"volume {name!r} of shape {list(map(int, volume.shape))} is "
+                                f"smaller than [model] input_fov_shape {fov.tolist()}")
+
     resume = None
     if resume_filename is not None:
         resume_name, resume_state, _ = read_fill_checkpoint(resume_filename)

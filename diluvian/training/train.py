@@ -392,6 +392,16 @@ def _train_once(model_file, volumes, base: Path, model_checkpoint_file, tensorbo
 
     t = config.training
     training_volumes, validation_volumes = partition_volumes(volumes, config=config)
+    for role, subv, parts in (
+            ("training", config.model.training_subv_shape_value, training_volumes),
+            ("validation", config.model.validation_subv_shape_value, validation_volumes)):
+        for name, volume in parts.items():
+            if np.any(np.asarray(volume.shape) < np.asarray(subv)):
+                raise DiluvianError(
+                    f"the {role} partition of volume {name!r} has shape "
+                    f"{list(map(int, volume.shape))}, smaller than the {role} subvolume "
+                    f"{np.asarray(subv).tolist()} ([model] input_fov_shape or "
+                    f"{role}_subv_shape)")
     strategy = _strategy(t.num_gpus)
     if config.random_seed is not None:
         # Weight initialisation, dropout and Keras' own shuffling follow the seed too.
