@@ -96,8 +96,12 @@ def _config(name: str, batch: int, steps: int, workers):
 
 
 def _model(config, policy=None):
-    from diluvian.network import compile_network, make_network, training_policy_scope
-    from diluvian.network import with_dtype_policy
+    from diluvian.network import (
+        compile_network,
+        make_network,
+        training_policy_scope,
+        with_dtype_policy,
+    )
 
     with training_policy_scope(policy):
         model = make_network(config.model, config.network)

@@ -14,11 +14,24 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 
-from .util import DiluvianError
+# Keep TensorFlow's C++ start-up chatter off the terminal (``-l DEBUG`` lowers it again).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from .util import DiluvianError, Interrupted, check_input_file, check_output_path  # noqa: E402
 
 LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (no usage block), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {' '.join(str(message).split())} "
+                     f"(see {self.prog} -h)\n")
 
 
 def _int_triple(values) -> list[int]:
@@ -96,7 +109,7 @@ def _add_bounds_moves_argument(parser: argparse.ArgumentParser) -> None:
 
 def _make_main_parser() -> argparse.ArgumentParser:
     """Build the argument parser for the ``diluvian`` command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="diluvian", description="Train or run flood-filling networks on EM data.")
     commandparsers = parser.add_subparsers(help="Commands", dest="command")
     commandparsers.required = True
@@ -183,6 +196,11 @@ def _make_main_parser() -> argparse.ArgumentParser:
         "--checkpoint-interval", dest="checkpoint_interval", default=None, type=int,
         help="Write a resumable checkpoint every this many bodies (default: "
              "[fill] checkpoint_interval).")
+    fill.add_argument(
+        "--checkpoint-seconds", dest="checkpoint_seconds", default=None, type=float,
+        help="Also write a resumable checkpoint when this many seconds have passed since the "
+             "last one (default: [fill] checkpoint_seconds, 300); a killed fill loses at "
+             "most that much work.")
     fill.add_argument(
         "--block-shape", dest="block_shape", default=None, nargs=3, type=int,
         help="Fill blockwise on Dask with blocks of this core shape (Z Y X voxels).")
@@ -355,6 +373,108 @@ def _make_main_parser() -> argparse.ArgumentParser:
 
 
 # --------------------------------------------------------------------------
+# Checks of options, input and output paths, before any model, volume or
+# TensorFlow is loaded.
+# --------------------------------------------------------------------------
+
+
+def _at_least(args, dest: str, option: str, minimum, what: str = "") -> None:
+    value = getattr(args, dest, None)
+    if value is None:
+        return
+    values = value if isinstance(value, list) else [value]
+    if any(v != v or v < minimum for v in values):
+        shown = " ".join(str(v) for v in values)
+        rule = what or (f"at least {minimum}" if len(values) == 1
+                        else f"{len(values)} values, each at least {minimum}")
+        raise DiluvianError(f"{option} {shown} is invalid: expected {rule}")
+
+
+def _check_options(args) -> None:
+    """Option values that cannot work: a one-line error before anything starts."""
+    if getattr(args, "random_seed", None) is not None and not 0 <= args.random_seed < 2**63:
+        raise DiluvianError(f"-rs/--random-seed {args.random_seed} is invalid: expected a "
+                            "non-negative integer")
+    _at_least(args, "move_batch_size", "--move-batch-size", 1)
+    _at_least(args, "max_moves", "--max-moves", 1)
+    _at_least(args, "max_bodies", "--max-bodies", 1)
+    _at_least(args, "remask_interval", "--remask-interval", 1)
+    _at_least(args, "checkpoint_interval", "--checkpoint-interval", 1)
+    _at_least(args, "checkpoint_seconds", "--checkpoint-seconds", 1e-9,
+              "a positive number of seconds")
+    _at_least(args, "block_shape", "--block-shape", 1)
+    _at_least(args, "block_overlap", "--block-overlap", 0)
+    _at_least(args, "workers", "--workers", 1)
+    _at_least(args, "background_label_id", "--background-label-id", 0)
+    _at_least(args, "bounds_num_moves", "--bounds-num-moves", 0)
+    _at_least(args, "num_regions", "--num-regions", 1)
+    _at_least(args, "num_bounds", "num_bounds", 1)
+    _at_least(args, "border_threshold", "--border-threshold", 0.0, "a non-negative distance in nm")
+    _at_least(args, "chunk_size", "--chunk-size", 1)
+    _at_least(args, "resolution", "--resolution", 1e-12, "3 positive voxel sizes in nm")
+    port = getattr(args, "port", None)
+    if port is not None and not 0 <= port <= 65535:
+        raise DiluvianError(f"--port {port} is invalid: expected 0 to 65535")
+
+
+def _check_inputs(args) -> None:
+    """Input files named on the command line exist and are files."""
+    command = args.command
+    if command in ("fill", "sparse-fill") and args.model_file is None:
+        raise DiluvianError(f"{command} needs a trained model file (-m MODEL_FILE)")
+    if command == "validate" and args.model_file is None:
+        raise DiluvianError("validate needs a model file (-m MODEL_FILE)")
+    if getattr(args, "model_file", None) is not None and command in (
+            "train", "fill", "sparse-fill", "validate"):
+        check_input_file(args.model_file, "model file")
+    for name in getattr(args, "volume_files", None) or []:
+        check_input_file(name, "volume file")
+    for name in getattr(args, "config_files", None) or []:
+        check_input_file(name, "configuration file")
+    if getattr(args, "resume_filename", None) is not None:
+        check_input_file(args.resume_filename, "resume file")
+    bounds = getattr(args, "bounds_input_file", None)
+    if bounds is not None and "{volume}" not in bounds:
+        check_input_file(bounds, "bounds CSV file")
+    if command == "import-ffn":
+        from pathlib import Path
+
+        if not str(args.output).endswith(".keras"):
+            raise DiluvianError(f"{args.output}: model files must end in '.keras'")
+        prefix = Path(args.checkpoint)
+        check_input_file(f"{prefix}.index", "FFN checkpoint index")
+        if not list(prefix.parent.glob(f"{prefix.name}.data-*")):
+            raise DiluvianError(f"{prefix}: FFN checkpoint has no data file "
+                                f"({prefix.name}.data-00000-of-00001)")
+
+
+def _check_outputs(args) -> None:
+    """Every output can be written, before any work starts."""
+    command = args.command
+    if command == "train":
+        from .training.train import DEFAULT_MODEL_OUTPUT_FILEBASE
+
+        base = args.model_output_filebase or DEFAULT_MODEL_OUTPUT_FILEBASE
+        check_output_path(base + ".keras", "model output (-mo)")
+        check_output_path(args.model_checkpoint_file, "model checkpoint file (-mc)")
+    elif command == "fill":
+        check_output_path(args.segmentation_output_file + ".hdf5", "segmentation output")
+    elif command == "sparse-fill":
+        check_output_path(args.animation_output_file, "animation output")
+        check_output_path(args.swc_output_file, "SWC output")
+    elif command == "evaluate":
+        check_output_path(args.json_file, "JSON output (--json)")
+    elif command == "view":
+        check_output_path(args.png_file, "PNG output (--png)")
+    elif command == "gen-subv-bounds":
+        check_output_path(args.bounds_output_file, "bounds output")
+    elif command == "import-ffn":
+        check_output_path(args.output, "model output (-o)")
+    elif command == "export-precomputed":
+        check_output_path(args.output_dir, "precomputed output folder", folder=True)
+
+
+# --------------------------------------------------------------------------
 # Handlers. Each builds what it needs and calls the library function.
 # --------------------------------------------------------------------------
 
@@ -458,6 +578,7 @@ def _cmd_fill(args) -> int:
         ignore_mask=args.ignore_mask,
         reject_early_termination=args.reject_early_termination,
         checkpoint_interval=args.checkpoint_interval,
+        checkpoint_seconds=args.checkpoint_seconds,
         block_shape=args.block_shape,
         block_overlap=args.block_overlap,
         scheduler=args.scheduler,
@@ -555,26 +676,113 @@ def _cmd_export_precomputed(args) -> int:
     return 0
 
 
+def _os_error_message(exc: OSError) -> str:
+    """``FILE: reason`` of an OS error, on one line."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    name = exc.filename
+    if name is None:
+        return " ".join(str(exc).split()) or reason
+    return f"{name}: {reason}"
+
+
+def _on_sigterm(signum, frame):
+    raise Interrupted(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``diluvian`` command; returns the exit status."""
+    """Entry point of the ``diluvian`` command; returns the exit status.
+
+    Bad input (:class:`~diluvian.util.DiluvianError`, or an OS error such as
+    a full disk) prints one line and returns 2; SIGINT returns 130 and
+    SIGTERM 143, after the command saved what it could; any other failure
+    prints one line and returns 1. ``-l DEBUG`` also logs the traceback.
+    """
     parser = _make_main_parser()
     args = parser.parse_args(argv)
-    if args.log_level != "DEBUG":
-        # Keep TensorFlow's C++ start-up chatter off the terminal unless debugging.
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.log_level == "DEBUG" and os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "2" \
+            and "tensorflow" not in sys.modules:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    debug = args.log_level == "DEBUG"
+    quiet = None if debug else _quiet_native_stderr()
     logging.basicConfig(level=getattr(logging, args.log_level),
                         format="%(levelname)s %(name)s: %(message)s")
-    debug = args.log_level == "DEBUG"
     try:
+        return _run(args, debug)
+    finally:
+        if quiet is not None:
+            quiet()
+
+
+def _quiet_native_stderr():
+    """Send native (C/C++) writes to stderr to /dev/null; Python's stay on the terminal.
+
+    TensorFlow and absl log start-up lines straight to file descriptor 2
+    before any setting can silence them. Python's ``sys.stderr`` (errors,
+    warnings, progress bars) is moved to a copy of the original descriptor.
+    Only done when ``sys.stderr`` is the process's own stderr. Returns a
+    function that undoes it, or None.
+    """
+    try:
+        if sys.stderr is not sys.__stderr__ or sys.stderr.fileno() != 2:
+            return None
+        sys.stderr.flush()
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except (AttributeError, OSError, ValueError):
+        return None
+    python_stderr = os.fdopen(saved, "w", buffering=1, encoding=sys.stderr.encoding,
+                              errors="backslashreplace")
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    old = sys.stderr
+    sys.stderr = python_stderr
+
+    def undo():
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        sys.stderr = old
+
+    return undo
+
+
+def _run(args, debug: bool) -> int:
+    old_term = None
+    if threading.current_thread() is threading.main_thread():
+        old_term = signal.signal(signal.SIGTERM, _on_sigterm)
+    prefix = f"diluvian {args.command}"
+    try:
+        _check_options(args)
+        _check_inputs(args)
+        _check_outputs(args)
         return args.handler(args) or 0
     except DiluvianError as exc:
         if debug:
-            logging.exception("diluvian %s failed", args.command)
-        print(f"diluvian {args.command}: error: {exc}", file=sys.stderr)
+            logging.exception("%s failed", prefix)
+        print(f"{prefix}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"diluvian {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except OSError as exc:
+        if debug:
+            logging.exception("%s failed", prefix)
+        print(f"{prefix}: error: {_os_error_message(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        print(f"{prefix}: {'terminated' if signum == signal.SIGTERM else 'interrupted'}",
+              file=sys.stderr)
+        return 128 + int(signum)
+    except MemoryError:
+        print(f"{prefix}: error: out of memory", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the last resort: one line, not a traceback
+        if debug:
+            logging.exception("%s failed", prefix)
+        message = " ".join(str(exc).split())[:500]
+        print(f"{prefix}: internal error: {type(exc).__name__}: {message} (run with -l DEBUG "
+              "for the traceback)", file=sys.stderr)
+        return 1
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
 
 
 if __name__ == "__main__":

@@ -459,6 +459,25 @@ def _label_volume(volumes: dict, name: str, role: str):
     return volume
 
 
+def _check_same_extent(gt_name, gt_volume, pred_name, pred_volume) -> None:
+    """Refuse a prediction that does not cover the ground truth's extent exactly.
+
+    A prediction at a coarser resolution (a whole multiple) covers the ground
+    truth when it has ``ceil(gt_shape / factor)`` voxels on each axis.
+    """
+    gt_shape = np.asarray(gt_volume.label_data.shape, dtype=np.int64)
+    pred_shape = np.asarray(pred_volume.label_data.shape, dtype=np.int64)
+    gt_res = np.asarray(gt_volume.resolution, dtype=np.float64)
+    pred_res = np.asarray(pred_volume.resolution, dtype=np.float64)
+    factors = np.maximum(np.rint(pred_res / gt_res), 1).astype(np.int64)
+    if gt_shape.shape != (3,) or pred_shape.shape != (3,) or np.any(
+            -(-gt_shape // factors) != pred_shape):
+        raise DiluvianError(
+            f"prediction {pred_name!r} of shape {pred_shape.tolist()} at "
+            f"{pred_res.tolist()} nm does not cover ground truth {gt_name!r} of shape "
+            f"{gt_shape.tolist()} at {gt_res.tolist()} nm: expected the same extent")
+
+
 def evaluate_arrays(
     gt: np.ndarray,
     pred: np.ndarray,
@@ -562,6 +581,7 @@ def evaluate_volume(
     pred_volume = volumes[prediction_name]
     gt_res = np.asarray(gt_volume.resolution)
     pred_res = np.asarray(pred_volume.resolution)
+    _check_same_extent(ground_truth_name, gt_volume, prediction_name, pred_volume)
     logger.info("loading labels of %r and %r", ground_truth_name, prediction_name)
     gt = np.asarray(gt_volume.label_data[:])
     pred = np.asarray(pred_volume.label_data[:])

@@ -177,7 +177,7 @@ def _bounds_sources(volumes: dict, bounds_input_file, num_regions, moves, config
         for name in volumes:
             path = _per_volume_filename(bounds_input_file, name, len(volumes),
                                         "bounds input file")
-            for bounds in SubvolumeBounds.iterable_from_csv(path):
+            for bounds in SubvolumeBounds.iterable_from_csv(path, shape=volumes[name].shape):
                 yield name, bounds
         return
     shape = subvolume_shape_for_moves(moves, config.model)
@@ -332,7 +332,6 @@ def fill_region_with_model(
         raise DiluvianError(f"--num-regions {num_regions} is invalid: expected at least 1")
     if move_batch_size < 1:
         raise DiluvianError(f"--move-batch-size {move_batch_size} is invalid: expected at least 1")
-    model = _load_model(model_file, config)
     if volumes is None:
         from .volumes import load_volumes
 
@@ -352,7 +351,12 @@ def fill_region_with_model(
     if augment:
         from .training.augment import apply_augmentations, make_augmentations
 
-    sources = list(_bounds_sources(volumes, bounds_input_file, num_regions, moves, config))
+    if bounds_input_file is not None:
+        # Bounds files are read and checked before the model is loaded.
+        sources = list(_bounds_sources(volumes, bounds_input_file, num_regions, moves, config))
+    model = _load_model(model_file, config)
+    if bounds_input_file is None:
+        sources = list(_bounds_sources(volumes, bounds_input_file, num_regions, moves, config))
     if num_regions is not None:
         sources = sources[:int(num_regions)]
     many = len(sources) > 1

@@ -19,6 +19,9 @@ import numpy as np
 
 __all__ = [
     "DiluvianError",
+    "Interrupted",
+    "check_input_file",
+    "check_output_path",
     "atomic_output",
     "binary_confusion_matrix",
     "binary_crossentropy",
@@ -37,6 +40,93 @@ class DiluvianError(Exception):
     The command line prints its message as one line and exits with status 2;
     no traceback is shown unless logging is at ``DEBUG``.
     """
+
+
+class Interrupted(KeyboardInterrupt):
+    """Work stopped by a signal (SIGINT or SIGTERM) after saving what it could.
+
+    The command line exits with ``128 + signum`` (130 for SIGINT, 143 for
+    SIGTERM).
+    """
+
+    def __init__(self, signum: int, message: str | None = None):
+        super().__init__(message or f"interrupted by signal {signum}")
+        self.signum = int(signum)
+
+
+def _first_existing(path: Path) -> Path:
+    """The path itself or its nearest ancestor that exists."""
+    path = Path(os.path.abspath(path))
+    while not os.path.lexists(path) and path.parent != path:
+        path = path.parent
+    return path
+
+
+def check_output_path(path, what: str = "output", folder: bool = False) -> None:
+    """Check, before any work, that ``path`` can be written (nothing is created).
+
+    The nearest existing ancestor of ``path`` must be a folder in which a
+    file can be created (tested with a temporary file, removed at once), and
+    ``path`` itself must not be a folder (a file when ``folder`` is true).
+    Placeholders such as ``{volume}`` in a path component are allowed: the
+    check then stops at the component before them.
+
+    Raises
+    ------
+    DiluvianError
+        Naming ``path`` and what is wrong with it.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> check_output_path(os.path.join(tempfile.mkdtemp(), "new", "out_{volume}.hdf5"))
+    """
+    if path is None:
+        return
+    text = str(path)
+    if not text.strip():
+        raise DiluvianError(f"{what} file name is empty")
+    target = Path(text)
+    if "{" in text:
+        parts = target.parts
+        keep = next((i for i, part in enumerate(parts) if "{" in part), len(parts))
+        target = Path(*parts[:keep]) / "_" if keep else Path("_")
+    if os.path.lexists(target) and not target.is_symlink():
+        if target.is_dir() and not folder:
+            raise DiluvianError(f"{text}: {what} is a folder, expected a file name")
+        if not target.is_dir() and folder:
+            raise DiluvianError(f"{text}: {what} exists and is not a folder")
+    parent = _first_existing(target.parent if target.parent != Path("") else Path("."))
+    if not parent.is_dir():
+        raise DiluvianError(f"{text}: cannot write the {what} here: {parent} is a file, "
+                            "not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".diluvian-write-test.", dir=parent)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise DiluvianError(f"{text}: cannot write the {what} here: folder {parent} is not "
+                            f"writable ({reason})") from None
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
+
+
+def check_input_file(path, what: str = "input file") -> Path:
+    """Check that ``path`` names an existing, readable file; return it as a Path.
+
+    Raises
+    ------
+    DiluvianError
+        If it is missing, a folder or unreadable.
+    """
+    p = Path(str(path))
+    if not p.exists():
+        raise DiluvianError(f"{p}: {what} not found")
+    if p.is_dir():
+        raise DiluvianError(f"{p}: {what} is a folder, expected a file")
+    if not os.access(p, os.R_OK):
+        raise DiluvianError(f"{p}: {what} is not readable")
+    return p
 
 
 def _umask() -> int:

@@ -128,9 +128,10 @@ class Config:
                     raise DiluvianError(_unknown_key_message(source, "", key, valid).replace(
                         "unknown key", "unknown section or key"))
         seed = merged.get("random_seed")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
+                                 or seed < 0):
             raise DiluvianError(f"{origin['random_seed']}: random_seed = {seed!r} is invalid: "
-                                "expected an integer")
+                                "expected a non-negative integer")
         self.random_seed = seed
         self._sources = origin
         for name, klass in _SECTIONS.items():

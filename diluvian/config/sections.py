@@ -116,6 +116,12 @@ class ModelConfig(BaseConfig):
         s = f"{source}: [model]"
         if np.any(self.input_fov_shape < 1) or np.any(self.output_fov_shape < 1):
             raise DiluvianError(f"{s} FOV shapes must be positive")
+        for name in ("input_fov_shape", "output_fov_shape"):
+            shape = getattr(self, name)
+            if np.any(shape % 2 == 0):
+                raise DiluvianError(
+                    f"{s} {name} {shape.tolist()} is invalid: every axis must be odd, so that "
+                    "the FOV has a centre voxel")
         if np.any(self.output_fov_shape > self.input_fov_shape):
             raise DiluvianError(
                 f"{s} output_fov_shape {self.output_fov_shape.tolist()} can not be larger than "
@@ -134,6 +140,9 @@ class ModelConfig(BaseConfig):
             v = getattr(self, name)
             if v is not None and not 0.0 <= v <= 1.0:
                 raise DiluvianError(f"{s} {name} = {v} must lie in [0, 1]")
+        if not self.v_true > self.v_false:
+            raise DiluvianError(f"{s} v_true = {self.v_true} must be greater than v_false = "
+                                f"{self.v_false}")
         for name in ("training_subv_shape", "validation_subv_shape"):
             v = getattr(self, name)
             if v is not None and np.any(v < self.input_fov_shape):
@@ -461,9 +470,12 @@ class TrainingConfig(BaseConfig):
 
     def _validate(self, source: str) -> None:
         s = f"{source}: [training]"
-        for name in ("num_gpus", "num_workers", "gpu_batch_size", "total_epochs"):
-            if getattr(self, name) < (0 if name == "num_workers" else 1):
-                raise DiluvianError(f"{s} {name} = {getattr(self, name)} is too small")
+        for name in ("num_gpus", "num_workers", "gpu_batch_size", "total_epochs",
+                     "training_size", "validation_size", "patience"):
+            least = 0 if name in ("num_workers", "validation_size", "patience") else 1
+            if getattr(self, name) < least:
+                raise DiluvianError(f"{s} {name} = {getattr(self, name)} is too small: it must "
+                                    f"be at least {least}")
         for name in ("partitions", "training_partition", "validation_partition"):
             for regex, value in getattr(self, name).items():
                 if not (isinstance(value, list) and len(value) == 3
@@ -530,6 +542,9 @@ class FillConfig(BaseConfig):
     checkpoint_interval : int
         Write a resumable checkpoint of the segmentation every this many
         committed bodies (and on SIGINT/SIGTERM).
+    checkpoint_seconds : float
+        Also write one when this many seconds have passed since the last
+        (default 300): a killed fill loses at most about this much work.
     min_body_size : int
         Bodies with fewer voxels after post-processing are discarded.
     block_shape : ndarray of int, optional
@@ -573,6 +588,7 @@ class FillConfig(BaseConfig):
     SECTION = "fill"
     FIELDS = {
         "checkpoint_interval": Field("int"),
+        "checkpoint_seconds": Field("float"),
         "min_body_size": Field("int"),
         "skip_committed": Field("bool"),
         "full_context": Field("bool"),
@@ -585,6 +601,26 @@ class FillConfig(BaseConfig):
         "reconcile_threshold": Field("float"),
         "reconcile_min_voxels": Field("int"),
     }
+
+    def _validate(self, source: str) -> None:
+        s = f"{source}: [fill]"
+        if self.checkpoint_interval < 1:
+            raise DiluvianError(f"{s} checkpoint_interval = {self.checkpoint_interval} must be at "
+                                "least 1 (bodies between checkpoints)")
+        if not self.checkpoint_seconds > 0:
+            raise DiluvianError(f"{s} checkpoint_seconds = {self.checkpoint_seconds} must be "
+                                "positive")
+        if self.min_body_size < 0:
+            raise DiluvianError(f"{s} min_body_size = {self.min_body_size} must not be negative")
+        if self.block_shape is not None and np.any(np.asarray(self.block_shape) < 1):
+            raise DiluvianError(f"{s} block_shape {np.asarray(self.block_shape).tolist()} must be "
+                                "positive")
+        if np.any(np.asarray(self.block_overlap) < 0):
+            raise DiluvianError(f"{s} block_overlap {np.asarray(self.block_overlap).tolist()} must "
+                                "not be negative")
+        if not 0.0 <= self.reconcile_threshold <= 1.0:
+            raise DiluvianError(f"{s} reconcile_threshold = {self.reconcile_threshold} must lie in "
+                                "[0, 1]")
 
 
 _SECTIONS: dict[str, type[BaseConfig]] = {

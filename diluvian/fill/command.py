@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
+from pathlib import Path
 
 import numpy as np
 
@@ -11,7 +13,9 @@ from ..util import DiluvianError, make_rng
 from .dense import fill_volume_with_model
 from .state import (
     FillStats,
+    compare_settings,
     dataset_name,
+    model_digest,
     read_fill_checkpoint,
     segmentation_paths,
     write_segmentation,
@@ -63,6 +67,38 @@ def load_fill_model(model_file, config):
     return model
 
 
+def _fill_settings(model_file, config, **options) -> dict:
+    """The model and settings that decide a fill's result (stored in its checkpoints)."""
+    m, f = config.model, config.fill
+    settings = {
+        "model_file": str(Path(model_file).resolve()),
+        "model_sha256": model_digest(model_file),
+        **options,
+        "random_seed": config.random_seed,
+        "t_move": m.t_move,
+        "t_final": m.t_final_value,
+        "move_policy": m.move_policy,
+        "move_priority": m.move_priority,
+        "move_check_thickness": m.move_check_thickness,
+        "output_fov_move_fraction": m.output_fov_move_fraction,
+        "min_body_size": f.min_body_size,
+        "skip_committed": f.skip_committed,
+        "full_context": f.full_context,
+        "stop_weak_seed": f.stop_weak_seed,
+        "skip_certain": f.skip_certain,
+        "closing_shape": config.postprocessing.closing_shape,
+    }
+    return json.loads(json.dumps(settings, default=_jsonable))
+
+
+def _jsonable(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {value!r}")
+
+
 def _show_viewer(name, image, labels, resolution) -> None:
     from ..viewer import WrappedViewer
 
@@ -91,6 +127,7 @@ def fill_volumes_with_model(
     ignore_mask: bool = False,
     reject_early_termination: bool = False,
     checkpoint_interval: int | None = None,
+    checkpoint_seconds: float | None = None,
     block_shape=None,
     block_overlap=None,
     scheduler: str | None = None,
@@ -121,7 +158,7 @@ def fill_volumes_with_model(
     background_label_id : int
         Label of voxels in no body.
     bias, move_batch_size, max_moves, max_bodies, remask_interval, shuffle_seeds, ignore_mask, \
-reject_early_termination, checkpoint_interval
+reject_early_termination, checkpoint_interval, checkpoint_seconds
         See :func:`fill_volume_with_model`.
     block_shape, block_overlap, scheduler, workers
         Blockwise filling on Dask (not available yet).
@@ -157,6 +194,11 @@ reject_early_termination, checkpoint_interval
         raise DiluvianError(f"output file {filename!r} must contain '{{volume}}' to fill "
                             f"{len(volumes)} volumes")
     model = load_fill_model(model_file, config)
+    settings = _fill_settings(model_file, config, seed_generator=seed_generator,
+                              shuffle_seeds=shuffle_seeds, ignore_mask=ignore_mask, bias=bias,
+                              max_moves=max_moves, remask_interval=remask_interval,
+                              reject_early_termination=reject_early_termination,
+                              background_label_id=background_label_id, partition=partition)
     from ..network import MultiDevicePredictor, fill_devices
 
     devices = fill_devices(int(config.training.num_gpus))
@@ -174,9 +216,19 @@ reject_early_termination, checkpoint_interval
                                    label_mode=config.volume.label_downsampling)
                    for k, v in volumes.items()}
 
+    fov = np.asarray(config.model.input_fov_shape)
+    for name, volume in volumes.items():
+        if np.any(np.asarray(volume.shape) < fov):
+            raise DiluvianError(f"volume {name!r} of shape {list(map(int, volume.shape))} is "
+                                f"smaller than [model] input_fov_shape {fov.tolist()}")
+
     resume = None
     if resume_filename is not None:
         resume_name, resume_state, _ = read_fill_checkpoint(resume_filename)
+        if resume_state.settings is None:
+            logger.warning("%s: an older checkpoint without its settings; resuming without "
+                           "checking that model and settings match", resume_filename)
+        compare_settings(resume_state.settings, settings, resume_filename)
         names = [k for k in volumes if dataset_name(k) == resume_name or k == resume_name]
         if not names and len(volumes) == 1:
             names = list(volumes)
@@ -199,6 +251,7 @@ reject_early_termination, checkpoint_interval
 
         def checkpoint(s, name=name, hdf5_path=hdf5_path, toml_path=toml_path, raw=raw,
                        volume=volume):
+            s.settings = settings
             write_segmentation(hdf5_path, toml_path, name, None, raw, volume.resolution,
                                state=s, background_label_id=background_label_id)
 
@@ -208,7 +261,8 @@ reject_early_termination, checkpoint_interval
             background_label_id=background_label_id, bias=bias,
             move_batch_size=move_batch_size, max_moves=max_moves, max_bodies=max_bodies,
             remask_interval=remask_interval, reject_early_termination=reject_early_termination,
-            resume=state, checkpoint_interval=checkpoint_interval, checkpoint=checkpoint,
+            resume=state, checkpoint_interval=checkpoint_interval,
+            checkpoint_seconds=checkpoint_seconds, checkpoint=checkpoint,
             progress=progress, config=config)
         all_stats[name] = stats
         logger.info("%s: %d bodies, %.1f%% labelled, %d moves in %.1f s -> %s", name,

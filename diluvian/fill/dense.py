@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..util import DiluvianError, face_margins, make_rng, to_float_image, voxel_hash
+from ..util import DiluvianError, Interrupted, face_margins, make_rng, to_float_image, voxel_hash
 from .state import FillState, FillStats
 
 __all__ = ["fill_volume_with_model"]
@@ -182,6 +182,7 @@ def fill_volume_with_model(
     reject_early_termination: bool = False,
     resume: FillState | None = None,
     checkpoint_interval: int | None = None,
+    checkpoint_seconds: float | None = None,
     checkpoint: Callable[[FillState], None] | None = None,
     sparse_mask: bool | None = None,
     fill_batches: bool = False,
@@ -245,6 +246,12 @@ def fill_volume_with_model(
     checkpoint_interval : int, optional
         Call ``checkpoint`` every this many committed bodies (default
         ``config.fill.checkpoint_interval``).
+    checkpoint_seconds : float, optional
+        Also call ``checkpoint`` when a seed has been resolved and this many
+        seconds have passed since the last checkpoint (default
+        ``config.fill.checkpoint_seconds``): a killed fill loses at most
+        about this much work. Regions still filling at a checkpoint are not
+        saved; a resume restarts them from their seeds, with the same result.
     checkpoint : callable, optional
         ``checkpoint(state)``, also called when SIGINT/SIGTERM arrives, before
         :class:`KeyboardInterrupt` is raised.
@@ -295,8 +302,8 @@ def fill_volume_with_model(
     DiluvianError
         For an empty volume, seeds outside it, or a resume state of another
         shape.
-    KeyboardInterrupt
-        On SIGINT/SIGTERM, after ``checkpoint`` was called.
+    diluvian.util.Interrupted
+        (a KeyboardInterrupt) on SIGINT/SIGTERM, after ``checkpoint`` was called.
     """
     from ..regions import Region, as_predictor
 
@@ -308,6 +315,8 @@ def fill_volume_with_model(
     shape = image.shape
     if checkpoint_interval is None:
         checkpoint_interval = int(config.fill.checkpoint_interval)
+    if checkpoint_seconds is None:
+        checkpoint_seconds = float(getattr(config.fill, "checkpoint_seconds", 300.0))
     min_body_size = int(config.fill.min_body_size)
     closing_shape = config.postprocessing.closing_shape
     t_final = float(config.model.t_final_value)
@@ -467,10 +476,17 @@ def fill_volume_with_model(
                disable=not progress, dynamic_ncols=True)
 
     last_refresh = 0.0
+    saved = {"time": time.monotonic(), "seed": state.next_seed}
+
+    def save() -> None:
+        nonlocal since_checkpoint
+        since_checkpoint = 0
+        _snapshot(checkpoint, state, t_start)
+        saved["time"], saved["seed"] = time.monotonic(), state.next_seed
 
     def advance() -> bool:
         """Commit results in seed order; return true when ``max_bodies`` is reached."""
-        nonlocal since_checkpoint, last_refresh
+        nonlocal last_refresh
         while state.next_seed in results:
             i = state.next_seed
             kind, payload = results.pop(i)
@@ -480,10 +496,12 @@ def fill_volume_with_model(
             bar.update(1)
             if checkpoint is not None and checkpoint_interval and \
                     since_checkpoint >= checkpoint_interval:
-                since_checkpoint = 0
-                _snapshot(checkpoint, state, t_start)
+                save()
             if max_bodies is not None and bodies_this_run >= max_bodies:
                 return True
+        if (checkpoint is not None and checkpoint_seconds and state.next_seed > saved["seed"]
+                and time.monotonic() - saved["time"] >= checkpoint_seconds):
+            save()
         now = time.perf_counter()
         if now - last_refresh >= 1.0:
             # Also between commits: a large first body can take minutes.
@@ -543,7 +561,7 @@ def fill_volume_with_model(
     if interrupted is not None:
         if checkpoint is not None:
             checkpoint(state)
-        raise KeyboardInterrupt(f"filling interrupted by signal {interrupted}")
+        raise Interrupted(interrupted, f"filling interrupted by signal {interrupted}")
     if checkpoint is not None:
         checkpoint(state)
     out = labels.copy()

@@ -14,7 +14,9 @@ from ..util import DiluvianError, atomic_output
 __all__ = [
     "FillState",
     "FillStats",
+    "compare_settings",
     "dataset_name",
+    "model_digest",
     "read_fill_checkpoint",
     "segmentation_paths",
     "write_segmentation",
@@ -111,6 +113,9 @@ class FillState:
     next_id : int
         Id of the next committed body.
     stats : FillStats
+    settings : dict, optional
+        Model and settings of the fill (see :func:`fill_settings`); a resume
+        must ask for the same ones.
     """
 
     labels: np.ndarray
@@ -119,6 +124,43 @@ class FillState:
     next_seed: int = 0
     next_id: int = 1
     stats: FillStats = field(default_factory=FillStats)
+    settings: dict | None = None
+
+
+def model_digest(model_file) -> str:
+    """SHA-256 of a model file (names the model in a fill checkpoint)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(model_file, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def compare_settings(saved: dict | None, wanted: dict, source) -> None:
+    """Refuse to resume a fill made with another model or other settings.
+
+    Raises
+    ------
+    DiluvianError
+        Naming every setting that differs, with the checkpoint's value and
+        the requested one.
+    """
+    if saved is None:
+        return
+    differ = []
+    for key, value in wanted.items():
+        if key in saved and saved[key] != value:
+            if key == "model_sha256":
+                differ.append(f"model ({saved.get('model_file', '?')} sha256 {saved[key][:12]} "
+                              f"vs {wanted.get('model_file', '?')} sha256 {value[:12]})")
+            elif key != "model_file":
+                differ.append(f"{key} ({saved[key]!r} vs {value!r})")
+    if differ:
+        raise DiluvianError(f"{source}: the fill was made with other settings than this run "
+                            f"asks for (checkpoint vs now): {'; '.join(differ)}; resume with the "
+                            "same ones or start a new fill")
 
 
 # --------------------------------------------------------------------------
@@ -191,6 +233,7 @@ def write_segmentation(hdf5_path, toml_path, volume_name: str, labels: np.ndarra
                 "next_id": int(state.next_id),
                 "background_label_id": int(background_label_id),
                 "stats": asdict(state.stats),
+                "settings": state.settings,
             })
     try:
         rel = hdf5_path.resolve().relative_to(toml_path.resolve().parent)
@@ -215,16 +258,17 @@ def read_fill_checkpoint(resume_filename) -> tuple[str, FillState, np.ndarray]:
     name : str
         Dataset name in the TOML.
     state : FillState
-        Labels (0 = unlabelled), rejected voxels, seeds (``None`` when the
-        file has no ``fill`` group) and counters.
+        Labels (0 = unlabelled), rejected voxels, seeds, counters and the
+        fill's settings.
     resolution : ndarray
         Resolution of the label dataset.
 
     Raises
     ------
     DiluvianError
-        If the TOML does not hold exactly one HDF5 dataset with labels, or
-        its state is unreadable.
+        If the TOML does not hold exactly one HDF5 dataset with labels, the
+        file is not a fill's output (no ``fill`` group), or its state is
+        unreadable.
     """
     import h5py
 
@@ -259,9 +303,8 @@ def read_fill_checkpoint(resume_filename) -> tuple[str, FillState, np.ndarray]:
         state = FillState(labels=labels, excluded=np.zeros(labels.shape, dtype=bool), seeds=None)
         group = f.get(STATE_GROUP)
         if group is None:
-            state.next_id = int(labels.max()) + 1 if labels.size else 1
-            state.stats = FillStats(labelled_voxels=int(np.count_nonzero(labels)))
-            return str(entry.get("name", "")), state, resolution
+            raise DiluvianError(f"{path}: {h5} holds no fill state: it is not the output of "
+                                "`diluvian fill` (give the OUT.toml that a fill wrote)")
         try:
             info = json.loads(group.attrs["state"])
             state.seeds = np.asarray(f[SEEDS_PATH][...], dtype=np.int64).reshape(-1, 3)
@@ -271,6 +314,7 @@ def read_fill_checkpoint(resume_filename) -> tuple[str, FillState, np.ndarray]:
             known = set(FillStats.__dataclass_fields__)
             state.stats = FillStats(**{k: v for k, v in info["stats"].items() if k in known})
             background = int(info.get("background_label_id", 0))
+            state.settings = info.get("settings")
         except (KeyError, ValueError, TypeError) as exc:
             raise DiluvianError(f"{h5}: corrupt fill state: {exc}") from None
     if background != 0:

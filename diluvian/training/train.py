@@ -4,10 +4,11 @@ Outputs of :func:`train_network` for a base name ``BASE`` (default
 ``diluvian-model`` in the working directory):
 
 ``BASE.keras``
-    The best model so far (by the validation metric), with its model
-    settings (see :func:`diluvian.network.save_model`).
+    The best model so far (by the validation metric; by the training loss
+    when ``validation_size`` is 0), with its model settings (see
+    :func:`diluvian.network.save_model`).
 ``BASE.toml``
-    The full configuration used.
+    The full configuration used, written with the run's first model.
 ``BASE.csv``
     History, one row per epoch: ``epoch``, ``loss``, ``val_loss``,
     ``val_<metric>``, ``minutes`` (wall time since training started),
@@ -21,6 +22,12 @@ Outputs of :func:`train_network` for a base name ``BASE`` (default
     (``epoch_loss``, ``epoch_learning_rate``) and ``validation/``
     (``epoch_loss`` and the validation metric). View them with
     ``tensorboard --logdir BASE-logs``.
+
+Each file is written atomically, and a run does not touch ``BASE.keras``,
+``BASE.toml`` or ``BASE.csv`` before it has a model of its own: an earlier
+run's files with the same ``BASE`` stay a consistent set until then (and
+are replaced, as a set, from then on). A run always ends with a model file:
+if no epoch had a finite validation metric, the last epoch's model is saved.
 """
 
 from __future__ import annotations
@@ -283,6 +290,31 @@ class _EpochEnd:
         self.stop = False
         self.aborted = False
         self.settings = _model_settings(config)
+        #: Whether this run has written BASE.keras (and so BASE.toml) yet.
+        self.saved = False
+        if not len(validation):
+            self.metric_key = "val_loss"
+            self.mode = "min"
+            logger.warning("[training] validation_size = 0 (or no validation data): the model "
+                           "is chosen by its training loss")
+
+    def _save_best(self) -> None:
+        """Write BASE.keras, then (on this run's first model) BASE.toml, each atomically."""
+        self._save(_suffixed(self.base, ".keras"))
+        if not self.saved:
+            self.config.to_toml(_suffixed(self.base, ".toml"))
+            self.saved = True
+
+    def finish(self) -> None:
+        """Make sure the run ends with a model file: the last epoch's if none was better."""
+        if self.saved or self.last_weights is None:
+            return
+        logger.warning("no epoch had a finite %s; saving the last epoch's model as %s",
+                       self.metric_key, _suffixed(self.base, ".keras"))
+        self.model.set_weights(self.last_weights)
+        self.best_epoch = self.history[-1]["epoch"]
+        self._save_best()
+        write_history_csv(self.history, _suffixed(self.base, ".csv"))
 
     @property
     def out_of_time(self) -> bool:
@@ -305,6 +337,8 @@ class _EpochEnd:
         """Better metric; on a tie (e.g. F0.5 still 0 early on), lower validation loss."""
         if self.best is None or math.isnan(self.best):
             return not math.isnan(value)
+        if math.isnan(value):
+            return False
         if value == self.best:
             return loss < self.best_loss
         return value > self.best if self.mode == "max" else value < self.best
@@ -313,7 +347,12 @@ class _EpochEnd:
         import time
 
         t = self.config.training
-        result = self.validation.evaluate(self.model, batch_size=t.batch_size)
+        if len(self.validation):
+            result = self.validation.evaluate(self.model, batch_size=t.batch_size)
+        else:
+            # validation_size = 0: the model is chosen by its training loss.
+            loss = float(logs.get("loss", math.nan))
+            result = {"loss": loss, "metric": loss}
         logs["val_loss"] = result["loss"]
         logs[self.metric_key] = result["metric"]
         row = {"epoch": epoch + 1}
@@ -325,8 +364,10 @@ class _EpochEnd:
         if self._better(result["metric"], result["loss"]):
             self.best, self.best_epoch = result["metric"], epoch + 1
             self.best_loss = result["loss"]
-            self._save(_suffixed(self.base, ".keras"))
-        write_history_csv(self.history, _suffixed(self.base, ".csv"))
+            self._save_best()
+        if self.saved:
+            # Until this run has a model, an earlier run's BASE.csv stays as it was.
+            write_history_csv(self.history, _suffixed(self.base, ".csv"))
         if self.checkpoint_file:
             self._save(str(self.checkpoint_file).format(epoch=epoch + 1, **logs))
         if self.progress:
@@ -389,6 +430,16 @@ def _train_once(model_file, volumes, base: Path, model_checkpoint_file, tensorbo
 
     t = config.training
     training_volumes, validation_volumes = partition_volumes(volumes, config=config)
+    for role, subv, parts in (
+            ("training", config.model.training_subv_shape_value, training_volumes),
+            ("validation", config.model.validation_subv_shape_value, validation_volumes)):
+        for name, volume in parts.items():
+            if np.any(np.asarray(volume.shape) < np.asarray(subv)):
+                raise DiluvianError(
+                    f"the {role} partition of volume {name!r} has shape "
+                    f"{list(map(int, volume.shape))}, smaller than the {role} subvolume "
+                    f"{np.asarray(subv).tolist()} ([model] input_fov_shape or "
+                    f"{role}_subv_shape)")
     strategy = _strategy(t.num_gpus)
     if config.random_seed is not None:
         # Weight initialisation, dropout and Keras' own shuffling follow the seed too.
@@ -400,7 +451,8 @@ def _train_once(model_file, volumes, base: Path, model_checkpoint_file, tensorbo
     policy = resolve_training_dtype_policy(t.dtype_policy)
     with strategy.scope():
         model = _build_model(model_file, config, policy)
-    config.to_toml(_suffixed(base, ".toml"))
+    # BASE.toml is written with this run's first model (see _EpochEnd._save_best), so an
+    # earlier run's BASE.keras, BASE.toml and BASE.csv stay a consistent set until then.
     moving = bool(np.any(config.model.training_subv_shape_value > config.model.input_fov_shape))
     data = TrainingData(training_volumes, config, stream="training", augment=True,
                         subv_shape=config.model.training_subv_shape_value)
@@ -436,6 +488,7 @@ def _train_once(model_file, volumes, base: Path, model_checkpoint_file, tensorbo
     except KeyboardInterrupt:
         epoch_end.save_interrupted()
         raise
+    epoch_end.finish()
     if metric_plot and epoch_end.history:
         plot_history(epoch_end.history, _suffixed(base, ".png"))
     return TrainingResult(model=model, history=epoch_end.history,

@@ -24,6 +24,7 @@ inside the container, and for OME-Zarr an optional ``scale_level``),
 from __future__ import annotations
 
 import difflib
+import logging
 import re
 import tomllib
 from pathlib import Path
@@ -33,6 +34,8 @@ import numpy as np
 
 from ..util import DiluvianError
 from .base import Volume
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["DATASET_KEYS", "load_volumes", "partition_volumes", "volumes_from_toml"]
 
@@ -161,7 +164,33 @@ def volumes_from_toml(filename) -> dict[str, Volume]:
             if msg.startswith(str(filename)):
                 raise
             raise _fail(filename, name, msg) from None
+        _check_data(filename, name, volumes[name])
     return volumes
+
+
+def _check_data(filename, name: str, volume: Volume) -> None:
+    """Refuse float labels; warn on float images outside [0, 1] (sampled sections)."""
+    labels = getattr(volume, "label_data", None)
+    dtype = getattr(labels, "dtype", None)
+    if dtype is not None and np.dtype(dtype).kind not in "iub":
+        raise _fail(filename, name, f"label_dataset has dtype {np.dtype(dtype)}: labels must be "
+                    "integers (body ids)")
+    image = getattr(volume, "image_data", None)
+    dtype = getattr(image, "dtype", None)
+    if dtype is None or np.dtype(dtype).kind != "f" or not len(image.shape) or not image.shape[0]:
+        return
+    n = int(image.shape[0])
+    picks = sorted({0, n // 2, n - 1})
+    try:
+        sample = np.stack([np.asarray(image[z]) for z in picks])
+    except Exception:  # noqa: BLE001 - only a warning; reading errors surface later
+        return
+    lo, hi = float(np.nanmin(sample)), float(np.nanmax(sample))
+    if lo < 0.0 or hi > 1.0:
+        logger.warning("%s: dataset %r: %s image has values from %g to %g, but float images "
+                       "are expected in [0, 1] (integer images are divided by their range); "
+                       "rescale it or store it as uint8", filename, name, np.dtype(dtype), lo,
+                       hi)
 
 
 def load_volumes(volume_files, in_memory: bool, name_regex: str | None = None,

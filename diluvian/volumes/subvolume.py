@@ -96,30 +96,93 @@ class SubvolumeBounds:
                 writer.writerow(row)
 
     @classmethod
-    def iterable_from_csv(cls, filename) -> list[SubvolumeBounds]:
-        """Read bounds written by :meth:`iterable_to_csv`."""
+    def iterable_from_csv(cls, filename, shape=None) -> list[SubvolumeBounds]:
+        """Read bounds written by :meth:`iterable_to_csv`.
+
+        Parameters
+        ----------
+        filename : path-like
+            The CSV file (UTF-8, a header row naming the columns).
+        shape : sequence of 3 int, optional
+            Shape of the volume the bounds are for; boxes must lie inside it.
+
+        Raises
+        ------
+        DiluvianError
+            Naming the file and line, for a file that is not UTF-8 CSV text,
+            a header with missing or unknown columns, a row with the wrong
+            number of fields, values that are not integers, a negative or
+            empty box, a box outside ``shape`` or a seed outside its box.
+        """
         try:
-            with open(filename, newline="") as f:
-                rows = list(csv.DictReader(f))
+            with open(filename, newline="", encoding="utf-8") as f:
+                text = f.read()
         except FileNotFoundError:
             raise DiluvianError(f"{filename}: bounds CSV file not found") from None
+        except IsADirectoryError:
+            raise DiluvianError(f"{filename}: is a folder, expected a bounds CSV file") from None
+        except UnicodeDecodeError as exc:
+            raise DiluvianError(f"{filename}: is not a UTF-8 text CSV file (byte "
+                                f"{exc.start}: {exc.reason})") from None
+        if "\0" in text:
+            raise DiluvianError(f"{filename}: is a binary file, expected a bounds CSV file")
+        try:
+            rows = list(csv.reader(text.splitlines()))
+        except csv.Error as exc:
+            raise DiluvianError(f"{filename}: malformed CSV: {exc}") from None
+        if not rows:
+            raise DiluvianError(f"{filename}: empty file; expected a header row "
+                                f"{','.join(cls._CSV_FIELDS)}")
+        header = [h.strip() for h in rows[0]]
+        unknown = [h for h in header if h not in cls._CSV_FIELDS]
+        missing = [h for h in cls._CSV_FIELDS[:6] if h not in header]
+        if unknown or missing or len(set(header)) != len(header):
+            what = (f"unknown columns {unknown}" if unknown else
+                    f"missing columns {missing}" if missing else "repeated columns")
+            raise DiluvianError(f"{filename}:1: header has {what}; expected the columns "
+                                f"{','.join(cls._CSV_FIELDS)} (at least the start_ and stop_ "
+                                "ones)")
         out = []
-        for line, row in enumerate(rows, start=2):
+        for line, values in enumerate(rows[1:], start=2):
+            if not values or all(not v.strip() for v in values):
+                continue
+            if len(values) != len(header):
+                raise DiluvianError(f"{filename}:{line}: row has {len(values)} fields, the "
+                                    f"header {len(header)}")
+            row = dict(zip(header, (v.strip() for v in values)))
             try:
                 def triple(prefix, row=row):
                     vals = [row.get(f"{prefix}_{a}", "") for a in "zyx"]
-                    return None if all(v in ("", None) for v in vals) else [int(v) for v in vals]
+                    return None if all(v == "" for v in vals) else [int(v) for v in vals]
 
                 start, stop = triple("start"), triple("stop")
                 if start is None or stop is None:
                     raise ValueError("start and stop are required")
                 label = row.get("label_id", "")
-                out.append(cls(start, stop, seed=triple("seed"),
-                               label_id=None if label in ("", None) else int(label),
-                               label_margin=triple("label_margin")))
-            except (ValueError, TypeError) as exc:
+                bounds = cls(start, stop, seed=triple("seed"),
+                             label_id=None if label == "" else int(label),
+                             label_margin=triple("label_margin"))
+            except (ValueError, TypeError, DiluvianError) as exc:
                 raise DiluvianError(f"{filename}:{line}: invalid bounds row: {exc}") from None
+            problem = bounds._problem(shape)
+            if problem:
+                raise DiluvianError(f"{filename}:{line}: {problem}")
+            out.append(bounds)
         return out
+
+    def _problem(self, shape=None) -> str | None:
+        """Why this box can not be used in a volume of ``shape`` (None if it can)."""
+        if np.any(self.start < 0):
+            return f"negative start {self.start.tolist()}"
+        if shape is not None and np.any(self.stop > np.asarray(shape)):
+            return (f"box {self.start.tolist()}..{self.stop.tolist()} reaches outside the "
+                    f"volume of shape {list(map(int, shape))}")
+        if self.seed is not None and (np.any(self.seed < 0) or np.any(self.seed >= self.shape)):
+            return (f"seed {self.seed.tolist()} (relative to start) lies outside the box of "
+                    f"shape {self.shape.tolist()}")
+        if self.label_margin is not None and np.any(self.label_margin < 0):
+            return f"negative label margin {self.label_margin.tolist()}"
+        return None
 
 
 @dataclass(eq=False)

@@ -144,8 +144,9 @@ class DownsampledVolume(VolumeView):
         scale = np.rint(ratio).astype(np.int64)
         if resolution.shape != (3,) or np.any(scale < 1) or not np.allclose(ratio, scale):
             raise DiluvianError(
-                f"can not downsample a volume at resolution {parent.resolution.tolist()} to "
-                f"{resolution.tolist()}: expected integer multiples of the volume's resolution")
+                f"[volume] resolution {resolution.tolist()} can not be reached from data at "
+                f"resolution {parent.resolution.tolist()}: expected a whole multiple of it on "
+                "every axis")
         self.scale = scale
         self.label_mode = label_mode
 
