@@ -485,7 +485,24 @@ def _load_config(args):
     config = Config.from_toml(*args.config_files)
     if args.random_seed is not None:
         config.random_seed = args.random_seed
+    _apply_model_resolution(args, config)
     return config
+
+
+def _apply_model_resolution(args, config) -> None:
+    """Volumes are loaded at the resolution the ``-m`` model was trained at, unless set."""
+    model_file = getattr(args, "model_file", None)
+    if model_file is None or config.explicitly_set("volume.resolution"):
+        return
+    from .modelfile import read_model_settings
+
+    value = read_model_settings(model_file).get("resolution")
+    if value is not None:
+        try:
+            config.volume.resolution = config.volume.FIELDS["resolution"].convert(value)
+        except ValueError:
+            raise DiluvianError(f"{model_file}: model setting resolution = {value!r} is "
+                                "invalid: expected 3 positive integers (nm, Z Y X)") from None
 
 
 def _load_volumes(args, config, name_regex=None):

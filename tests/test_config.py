@@ -72,7 +72,7 @@ def test_move_step_and_subvolume_moves():
     assert m.move_step.tolist() == [3, 8, 8]
     assert m.subv_moves([13, 33, 33]) == 1
     assert m.subv_moves([13, 49, 49]) == 9
-    assert m.training_subv_moves == 1 and m.validation_subv_moves == 1
+    assert m.training_subv_moves == 27 and m.validation_subv_moves == 125  # 0.0.6 defaults
     assert m.t_final_value == m.t_move
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from ..modelfile import SETTINGS_ENTRY, read_model_settings
 from ..util import DiluvianError, atomic_output
 from . import layers as _layers  # noqa: F401  (registers the custom layers)
 
@@ -38,8 +39,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Name of the settings entry inside a ``.keras`` archive.
-SETTINGS_ENTRY = "diluvian.json"
 #: Settings keys copied into ``[model]``.
 MODEL_KEYS = ("input_fov_shape", "output_fov_shape", "output_fov_move_fraction", "v_true",
               "v_false", "t_move", "t_final", "move_check_thickness", "move_policy")
@@ -279,44 +278,6 @@ def save_model(model, filename, settings: dict[str, Any] | None = None) -> None:
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as zf:
             zf.writestr(SETTINGS_ENTRY, payload)
-
-
-def _open_archive(filename) -> zipfile.ZipFile:
-    path = Path(filename)
-    if not path.exists():
-        raise DiluvianError(f"{path}: model file not found")
-    if path.is_dir():
-        raise DiluvianError(f"{path}: is a directory, expected a .keras model file")
-    try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError):
-        raise DiluvianError(f"{path}: is not a Keras .keras model file (not a zip archive)"
-                            ) from None
-    if "config.json" not in zf.namelist():
-        zf.close()
-        raise DiluvianError(f"{path}: is not a Keras .keras model file (no config.json)")
-    return zf
-
-
-def read_model_settings(filename) -> dict[str, Any]:
-    """The settings stored in a model file (empty for a ``.keras`` file saved without any).
-
-    Raises
-    ------
-    DiluvianError
-        If the file is missing, not a ``.keras`` archive, or its settings are
-        not valid JSON.
-    """
-    with _open_archive(filename) as zf:
-        if SETTINGS_ENTRY not in zf.namelist():
-            return {}
-        try:
-            settings = json.loads(zf.read(SETTINGS_ENTRY).decode("utf-8"))
-        except (ValueError, zipfile.BadZipFile) as exc:
-            raise DiluvianError(f"{filename}: corrupt {SETTINGS_ENTRY}: {exc}") from None
-    if not isinstance(settings, dict):
-        raise DiluvianError(f"{filename}: {SETTINGS_ENTRY} must hold a JSON object")
-    return settings
 
 
 _FLOAT32_LAYERS = ("mask_output", "logit_update", "logit_crop")
