@@ -1,0 +1,275 @@
+"""diluvian 0.0.6's documented Python API and behaviours, called as 0.0.6's docs show them.
+
+Each test uses small synthetic data; the numbers asserted are those 0.0.6's
+documented behaviour implies.
+"""
+
+import csv
+import inspect
+import logging
+import types
+
+import numpy as np
+import pytest
+
+from diluvian.util import DiluvianError
+
+# 0.0.6's conf/default.toml, reconstructed from its configuration reference
+# (it still carried the retired [network] unet_num_layers and [optimizer] lr).
+DEFAULT_006 = """\
+random_seed = 0
+
+[volume]
+resolution = [40, 4, 4]
+
+[model]
+input_fov_shape = [17, 33, 33]
+output_fov_shape = [17, 33, 33]
+output_fov_move_fraction = 4
+v_true = 0.95
+v_false = 0.05
+t_move = 0.9
+move_check_thickness = 1
+move_priority = "descending"
+move_recheck = true
+training_subv_shape = [17, 65, 65]
+validation_subv_shape = [17, 65, 65]
+
+[network]
+factory = "diluvian.network.make_flood_fill_unet"
+transpose = false
+rescale_image = false
+num_modules = 8
+num_layers_per_module = 2
+convolution_dim = [3, 3, 3]
+convolution_filters = 32
+convolution_activation = "relu"
+convolution_padding = "same"
+initialization = "glorot_uniform"
+output_activation = "sigmoid"
+dropout_probability = 0.0
+batch_normalization = false
+unet_num_layers = 4
+unet_depth = 4
+unet_downsample_rate = [0, 1, 1]
+unet_downsample_mode = "fixed_rate"
+
+[optimizer]
+klass = "SGD"
+loss = "binary_crossentropy"
+lr = 0.01
+momentum = 0.5
+nesterov = true
+
+[training]
+num_gpus = 1
+num_workers = 4
+gpu_batch_size = 8
+training_size = 256
+validation_size = 256
+total_epochs = 100
+reset_generators = false
+fill_factor_bins = [0.075, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+partitions = {".*" = [2, 1, 1]}
+training_partition = {".*" = [0, 0, 0]}
+validation_partition = {".*" = [1, 0, 0]}
+validation_metric = {metric = "diluvian.util.binary_f_score", threshold = true, mode = "max", \
+args = {beta = 0.5}}
+patience = 20
+label_erosion = [0, 1, 1]
+relabel_seed_component = false
+augment_validation = true
+augment_use_both = true
+augment_mirrors = [0, 1, 2]
+augment_permute_axes = [[0, 2, 1]]
+augment_missing_data = [{axis = 0, prob = 0.01}]
+augment_noise = [{axis = 0, mul = 0.1, add = 0.1}]
+augment_contrast = [{axis = 0, prob = 0.05, scaling_mean = 0.5, scaling_std = 0.1, \
+center_mean = 1.2, center_std = 0.2}]
+augment_artifacts = []
+
+[postprocessing]
+closing_shape = [1, 3, 3]
+"""
+
+
+# --------------------------------------------------------------------------- config
+def test_006_default_config_loads_with_lr_alias_and_retired_key_warning(tmp_path, caplog):
+    from diluvian.config import Config
+
+    path = tmp_path / "default006.toml"
+    path.write_text(DEFAULT_006)
+    with caplog.at_level(logging.WARNING, logger="diluvian.config"):
+        config = Config.from_toml(str(path))
+    assert config.optimizer.kwargs["learning_rate"] == 0.01
+    assert "lr" not in config.optimizer.kwargs
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "unet_num_layers" in warnings[0]
+    assert "\n" not in warnings[0]
+    assert config.network.unet_depth == 4
+    assert config.model.move_step.tolist() == [4, 8, 8]
+
+
+def test_006_lr_overrides_default_learning_rate_and_unknown_keys_stay_errors():
+    from diluvian.config import Config
+
+    assert Config([{"optimizer": {"lr": 0.5}}]).optimizer.kwargs["learning_rate"] == 0.5
+    with pytest.raises(DiluvianError, match="bogus"):
+        Config([{"network": {"bogus": 1}}])
+    with pytest.raises(DiluvianError, match="lrr"):
+        Config([{"model": {"lrr": 1}}])
+
+
+def test_006_config_compiles_an_optimizer_with_lr(tmp_path):
+    keras = pytest.importorskip("keras")
+    from diluvian.config import Config
+    from diluvian.network import compile_network
+
+    path = tmp_path / "c.toml"
+    path.write_text(DEFAULT_006)
+    config = Config.from_toml(str(path))
+    inp = keras.Input((2, 2, 2, 1))
+    model = keras.Model(inp, keras.layers.Dense(1, activation="sigmoid")(inp))
+    compile_network(model, config.optimizer)
+    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(0.01)
+    x = np.zeros((1, 2, 2, 2, 1), np.float32)
+    assert np.isfinite(model.train_on_batch(x, x + 0.5))
+
+
+# --------------------------------------------------------------------------- util
+def test_006_util_helpers():
+    from diluvian.util import (
+        Roundrobin,
+        confusion_f_score,
+        extend_keras_history,
+        get_color_shader,
+        pad_dims,
+    )
+
+    assert pad_dims(np.zeros((3, 4, 5))).shape == (1, 3, 4, 5, 1)
+    assert list(Roundrobin("AB", "C", "DEF")) == list("ACDBEF")
+    assert "emitRGB(vec3(0.0, 1.0, 0.0)" in get_color_shader(1)
+    # Our F-beta: (1 + b^2) TP / ((1 + b^2) TP + b^2 FN + FP); 0.0.6's formula was wrong.
+    cm = np.array([[10, 2], [4, 6]])  # [[TN, FP], [FN, TP]]
+    assert confusion_f_score(cm, 0.5) == pytest.approx(1.25 * 6 / (1.25 * 6 + 0.25 * 4 + 2))
+    a = types.SimpleNamespace(epoch=[0], history={"loss": [1.0]})
+    b = types.SimpleNamespace(epoch=[1], history={"loss": [0.5], "val_loss": [0.7]})
+    extend_keras_history(a, b)
+    assert a.epoch == [0, 1] and a.history["loss"] == [1.0, 0.5]
+    assert a.history["val_loss"] == [0.7]
+
+
+def test_006_write_keras_history_to_csv(tmp_path):
+    from diluvian.util import write_keras_history_to_csv
+
+    h = types.SimpleNamespace(epoch=[0, 1], history={"loss": [1.0, 0.5], "val_loss": [2.0, 1.0]})
+    write_keras_history_to_csv(h, tmp_path / "h.csv")
+    rows = list(csv.DictReader(open(tmp_path / "h.csv")))
+    assert [float(r["loss"]) for r in rows] == [1.0, 0.5]
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+
+
+def test_006_wrapped_viewer_takes_voxel_coordinates():
+    pytest.importorskip("neuroglancer")
+    from diluvian.util import WrappedViewer
+
+    viewer = WrappedViewer(voxel_coordinates=[1, 2, 3])
+    assert [float(v) for v in viewer.viewer.state.position] == [1, 2, 3]
+
+
+# --------------------------------------------------------------------------- moves
+def test_006_region_get_moves_slab_thickness_read_at_each_call():
+    from diluvian.config import Config
+    from diluvian.regions import Region
+
+    config = Config([{"model": {"input_fov_shape": [9, 9, 9], "output_fov_shape": [9, 9, 9],
+                                "output_fov_move_fraction": 4}}])
+    region = Region(np.zeros((20, 20, 20), np.uint8), model_config=config.model)
+    delta = int(region.MOVE_DELTA[0])
+    assert delta == 2
+    c = 4
+    mask = np.zeros((9, 9, 9), np.float32)
+    mask[c + delta + 1, c - delta, c + delta] = 0.8  # just outside +Z, at a face corner
+    mask[c - delta + 1, c, c] = 0.6  # just inside -Z
+    moves = region.get_moves(mask)
+    assert [m["move"].tolist() for m in moves][:2] == [[1, 0, 0], [-1, 0, 0]]
+    assert moves[0]["v"] == 0.0 and moves[1]["v"] == 0.0
+    region.move_check_thickness = 2  # slab of 3 voxels centred on each plane
+    moves = region.get_moves(mask)
+    assert moves[0]["v"] == pytest.approx(0.8) and moves[1]["v"] == pytest.approx(0.6)
+    # Laterally the whole face (centre +- MOVE_DELTA) counts, no further.
+    mask[:] = 0
+    mask[c + delta, c + delta + 1, c] = 0.9
+    assert region.get_moves(mask)[0]["v"] == 0.0
+
+
+# --------------------------------------------------------------------------- facade
+def test_006_diluvian_entry_point_signatures():
+    from diluvian import diluvian
+
+    params = inspect.signature(diluvian.fill_volume_with_model).parameters
+    assert list(params) == [
+        "model_file", "volume", "resume_prediction", "checkpoint_filename",
+        "checkpoint_label_interval", "seed_generator", "background_label_id", "bias",
+        "move_batch_size", "max_moves", "max_bodies", "num_workers", "worker_prequeue",
+        "filter_seeds_by_mask", "reject_non_seed_components", "reject_early_termination",
+        "remask_interval", "shuffle_seeds"]
+    assert params["checkpoint_label_interval"].default == 20
+    assert list(inspect.signature(diluvian.evaluate_volume).parameters) == [
+        "volumes", "gt_name", "pred_name", "partition", "border_threshold", "use_gt_mask",
+        "relabel"]
+    gen = inspect.signature(diluvian.generate_subvolume_bounds).parameters
+    assert gen["sparse"].default is False and gen["moves"].default is None
+    assert inspect.signature(diluvian.fill_region_with_model).parameters["sparse"].default \
+        is False
+
+
+def _boxes_volume():
+    from diluvian.volumes import NdarrayVolume
+
+    labels = np.zeros((4, 16, 16), np.uint64)
+    labels[:, 2:7, 2:14] = 1
+    labels[:, 9:14, 2:14] = 2
+    image = np.where(labels > 0, 200, 20).astype(np.uint8)
+    return NdarrayVolume((40, 4, 4), image_data=image, label_data=labels)
+
+
+def test_006_fill_volume_with_model_accepts_a_model_object():
+    from diluvian import diluvian
+    from diluvian.config import CONFIG
+
+    volume = _boxes_volume()
+    image = np.asarray(volume.image_data[...]) / 256.0
+
+    def oracle(images, masks):  # fills bright voxels
+        out_shape = tuple(int(s) for s in CONFIG.model.output_fov_shape)
+        crop = tuple(slice((a - b) // 2, (a - b) // 2 + b)
+                     for a, b in zip(images.shape[1:4], out_shape))
+        return np.where(images[(slice(None), *crop)] > 0.5, 0.95, 0.05).astype(np.float32)
+
+    assert image.max() > 0.5
+    labels = diluvian.fill_volume_with_model(oracle, volume, seed_generator="grid",
+                                             shuffle_seeds=False, max_bodies=5)
+    assert labels.shape == (4, 16, 16)
+    assert len(np.unique(labels[volume.label_data[...] == 1])) == 1
+    assert labels[0, 0, 0] == 0
+
+
+def test_006_evaluate_volume_relabel_and_gt_mask():
+    from diluvian import diluvian
+    from diluvian.volumes import NdarrayVolume
+
+    gt = np.zeros((2, 8, 8), np.uint64)
+    gt[:, :, :4] = 1
+    gt[:, :, 4:] = 2
+    pred = gt.copy()
+    split = gt.copy()
+    split[:, :, 5:] = 1  # label 1 in two pieces: relabelling separates them
+    volumes = {"gt": NdarrayVolume((40, 4, 4), label_data=gt),
+               "pred": NdarrayVolume((40, 4, 4), label_data=pred),
+               "odd": NdarrayVolume((40, 4, 4), label_data=split)}
+    exact = diluvian.evaluate_volume(volumes, "gt", "pred")
+    assert exact["voi_split"] == pytest.approx(0.0) and exact["voi_merge"] == pytest.approx(0.0)
+    merged = diluvian.evaluate_volume(volumes, "gt", "odd")
+    relabelled = diluvian.evaluate_volume(volumes, "gt", "odd", relabel=True)
+    assert relabelled["voi_merge"] < merged["voi_merge"]
