@@ -273,3 +273,56 @@ def test_006_evaluate_volume_relabel_and_gt_mask():
     merged = diluvian.evaluate_volume(volumes, "gt", "odd")
     relabelled = diluvian.evaluate_volume(volumes, "gt", "odd", relabel=True)
     assert relabelled["voi_merge"] < merged["voi_merge"]
+
+
+# --------------------------------------------------------------------------- octrees
+def test_006_octree_indexing_fullness_and_leaf_bounds():
+    from diluvian.octrees import BranchNode, LeafNode, OctreeVolume
+
+    ot = OctreeVolume([4, 4, 4], [[0, 0, 0], [10, 10, 10]], "float32")
+    ot[7:9, 4:6, 4] = np.ones((2, 2, 1), np.float32)
+    assert ot[7:9, 4:6, 4].shape == (2, 2, 1)
+    assert ot[1, 2, 3].shape == (1, 1, 1)
+    assert ot.get_volume() is ot
+    root = ot.root_node
+    assert root is ot.root and isinstance(root, BranchNode)
+    # Leaves touched: z 4-8 and 8-10, y 4-8, x 4-8 -> 2 dense leaves of 3 * 3 * 3 cells.
+    assert root.count_leaves() == 2
+    assert ot.fullness() == pytest.approx(2 / 27)
+    lo, hi = ot.get_leaf_bounds()
+    assert lo.tolist() == [4, 4, 4] and hi.tolist() == [10, 8, 8]  # clipped to bounds
+    child = root.children[1][0][0]  # z offset 8
+    assert child.start == (8, 0, 0)
+    np.testing.assert_array_equal(root.get_child_bounds(1, 1, 1)[0], [8, 8, 8])
+    np.testing.assert_array_equal(root.get_child_bounds(1, 1, 1)[1], [10, 10, 10])
+    mask = root.get_children_mask(ot.get_checked_np_key((slice(7, 9), slice(4, 6), 4)))
+    assert mask.tolist() == [[[True, False], [False, False]], [[True, False], [False, False]]]
+    leaves = list(root.iter_leaves())
+    assert len(leaves) == 2 and all(isinstance(leaf, LeafNode) for leaf in leaves)
+    assert leaves[0].get_size().tolist() == [4, 4, 4]
+    lo, hi = leaves[0].get_intersection([[0, 0, 0], [6, 5, 100]])
+    assert lo.tolist() == [4, 4, 4] and hi.tolist() == [6, 5, 8]
+    np.testing.assert_array_equal(leaves[0].get_volume(), ot[4:8, 4:8, 4:8])
+    with pytest.raises(IndexError):
+        ot.get_checked_np_key((slice(0, 11), 0, 0))
+
+
+def test_006_octree_replace_populate_and_map_copy():
+    from diluvian.octrees import OctreeVolume, UniformBranchNode
+
+    ot = OctreeVolume([2, 2, 2], [[0, 0, 0], [4, 4, 4]], "int32",
+                      populator=lambda b: np.full(tuple(b[1] - b[0]), 3, np.int32))
+    root = ot.root_node
+    assert ot[0, 0, 0].tolist() == [[[3]]]  # populates one leaf
+    root = ot.root_node
+    leaf = root.populate_child(1, 1, 1)
+    assert leaf.count_leaves() == 1 and leaf.get_volume().sum() == 24
+    replacement = UniformBranchNode(None, 0, 0, (0, 0, 0), (0, 0, 0), 7)
+    leaf.replace(replacement)
+    assert root.children[1][1][1] is replacement
+    assert ot[2:4, 2:4, 2:4].tolist() == np.full((2, 2, 2), 7).tolist()
+    assert root.count_leaves() == 1
+    doubled = ot.map_copy(np.int64, lambda d: d * 2, lambda v: v * 2)
+    assert doubled[3, 3, 3].item() == 14 and doubled[0, 0, 0].item() == 6
+    copy = root.map_copy(doubled, lambda d: d + 1, lambda v: v + 1)
+    assert copy.tree is doubled and copy.children[1][1][1].value == 8
