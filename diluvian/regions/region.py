@@ -34,6 +34,7 @@ from .blocks import (
     read_image_block,
     read_mask_block,
 )
+from .compat006 import RegionCompatMixin
 from .engine import FovRequest
 from .moves import MoveQueueMixin
 from .results import RegionFillMixin
@@ -55,7 +56,7 @@ class _MoveDelta:
         return obj.move_step.copy()
 
 
-class Region(MoveQueueMixin, RegionFillMixin):
+class Region(MoveQueueMixin, RegionFillMixin, RegionCompatMixin):
     """A region being flood filled in an image volume from a seed voxel.
 
     Parameters
