@@ -326,3 +326,118 @@ def test_006_octree_replace_populate_and_map_copy():
     assert doubled[3, 3, 3].item() == 14 and doubled[0, 0, 0].item() == 6
     copy = root.map_copy(doubled, lambda d: d + 1, lambda v: v + 1)
     assert copy.tree is doubled and copy.children[1][1][1].value == 8
+
+
+# --------------------------------------------------------------------------- names
+def test_006_regions_names():
+    from diluvian.config import Config
+    from diluvian.regions import EarlyFillTermination, Region, mask_to_output_target
+
+    target = mask_to_output_target(np.array([True, False]), 0.95, 0.05)
+    np.testing.assert_allclose(target, [0.95, 0.05])
+    assert issubclass(EarlyFillTermination, DiluvianError)
+    config = Config([{"model": {"input_fov_shape": [9, 9, 9], "output_fov_shape": [9, 9, 9]}}])
+    region = Region(np.zeros((20, 20, 20), np.uint8), model_config=config.model)
+    assert region.get_move_priority((1, 0, 0), 0.9) == pytest.approx(0.9)  # descending
+    assert region.get_move_priority({"pos": (0, 1, 0), "v": 0.7}) == pytest.approx(0.7)
+    assert callable(region.get_viewer) and callable(region.fill_render)
+
+
+def test_006_region_render_body_and_fill_render(tmp_path):
+    from diluvian.config import Config
+    from diluvian.regions import Region
+
+    config = Config([{"model": {"input_fov_shape": [5, 5, 5], "output_fov_shape": [5, 5, 5],
+                                "output_fov_move_fraction": 2}}])
+    image = np.zeros((9, 9, 9), np.uint8)
+    image[2:7, 2:7, 2:7] = 200
+    region = Region(image, model_config=config.model)
+
+    def oracle(images, masks):
+        return np.where(images > 0.5, 0.95, 0.05).astype(np.float32)
+
+    region.fill_render(oracle)
+    assert region.get_final_mask().sum() == 125
+    fig = region.render_body(tmp_path / "body.png")
+    assert (tmp_path / "body.png").stat().st_size > 0 and fig is not None
+
+
+def test_006_postprocessing_skeleton_names():
+    pytest.importorskip("kimimaro")
+    from diluvian.postprocessing import skeleton_to_swc, skeletonize_component
+
+    component = np.zeros((5, 5, 30), bool)
+    component[1:4, 1:4, 2:28] = True
+    skeleton = skeletonize_component(component, resolution=(4, 4, 4))
+    assert skeleton is not None and len(skeleton.vertices) > 2
+    swc = skeleton_to_swc(skeleton, offset=(0, 0, 10), resolution=(4, 4, 4))
+    rows = [line.split() for line in swc.splitlines() if line and not line.startswith("#")]
+    xs = [float(r[2]) for r in rows]
+    assert min(xs) >= 40.0 + 2 * 4 - 1e-3  # shifted by 10 voxels * 4 nm in x
+
+
+def test_006_preprocessing_names():
+    from scipy import ndimage
+
+    from diluvian.config import CONFIG
+    from diluvian.preprocessing import grid_seeds, intensity_distance_seeds, make_prewitt
+
+    data = np.random.default_rng(0).random((6, 7, 8))
+    np.testing.assert_allclose(make_prewitt(3)(data, axis=1), ndimage.prewitt(data, axis=1))
+    wide = make_prewitt(5)(np.arange(10.0)[None, :].repeat(5, 0), axis=1)
+    assert wide[2, 5] == pytest.approx(2 * (1 + 2) * 5)  # half-width 2, smoothed over 5 rows
+    step = CONFIG.model.move_step * 2
+    seeds = grid_seeds(np.zeros((40, 80, 80)), (40, 4, 4), grid_step_spacing=2)
+    assert np.all(np.diff(np.unique(seeds[:, 1])) == step[1])
+    image = np.full((3, 40, 40), 200, np.uint8)
+    image[:, 19:21, :] = 10
+    new = intensity_distance_seeds(image, (40, 4, 4), erosion_radius_nm=8, min_sep_nm=40)
+    old = intensity_distance_seeds(image, (40, 4, 4), erosion_radius=8, min_sep=40)
+    np.testing.assert_array_equal(new, old)
+    assert len(old) >= 2
+
+
+def test_006_training_names():
+    from diluvian.config import Config
+    from diluvian.training import (
+        DataGenerator,
+        EarlyAbortException,
+        build_training_gen,
+        build_validation_gen,
+        get_output_margin,
+        patch_prediction_copy,
+    )
+
+    config = Config([{"model": {"input_fov_shape": [3, 9, 9], "output_fov_shape": [1, 5, 5],
+                                "output_fov_move_fraction": 1},
+                      "training": {"gpu_batch_size": 2, "training_size": 4,
+                                   "validation_size": 2}}])
+    assert get_output_margin(config.model).tolist() == [1, 2, 2]
+    config.training.partitions = {".*": [1, 1, 1]}
+    assert patch_prediction_copy("m") == "m"
+    assert issubclass(EarlyAbortException, DiluvianError)
+    volumes = {"v": _boxes_volume()}
+    gen = build_training_gen(volumes, config)
+    assert isinstance(gen, DataGenerator) and gen.steps_per_epoch == len(gen) == 2
+    (images, masks), targets = gen[0][:2]
+    assert images.shape[1:4] == (3, 9, 9) and targets.shape[1:4] == (1, 5, 5)
+    first = [np.asarray(next(gen)[1]) for _ in range(2)]
+    gen.reset()
+    again = [np.asarray(next(gen)[1]) for _ in range(2)]
+    np.testing.assert_array_equal(first[0], again[0])
+    assert build_validation_gen(volumes, config).steps_per_epoch == 1
+
+
+def test_006_network_names():
+    keras = pytest.importorskip("keras")
+    from diluvian.config import Config
+    from diluvian.network import add_convolution_module, add_unet_layer, make_parallel
+
+    nc = Config([{"network": {"convolution_filters": 4, "unet_depth": 1}}]).network
+    x = keras.Input((4, 8, 8, 4))
+    y = add_convolution_module(x, nc)
+    assert tuple(y.shape[1:]) == (4, 8, 8, 4)
+    u = add_unet_layer(x, nc, 1)
+    assert tuple(u.shape[1:4]) == (4, 8, 8)
+    model = keras.Model(x, y)
+    assert make_parallel(model, 1) is model
