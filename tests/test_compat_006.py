@@ -441,3 +441,46 @@ def test_006_network_names():
     assert tuple(u.shape[1:4]) == (4, 8, 8)
     model = keras.Model(x, y)
     assert make_parallel(model, 1) is model
+
+
+# --------------------------------------------------------------------------- volumes
+def test_006_downsampled_volume_takes_halvings():
+    from diluvian.volumes import DownsampledVolume, NdarrayVolume
+
+    parent = NdarrayVolume((40, 4, 4), image_data=np.zeros((4, 16, 16), np.uint8))
+    down = DownsampledVolume(parent, [0, 1, 2])
+    assert down.resolution.tolist() == [40, 8, 16] and down.shape == (4, 8, 4)
+    assert DownsampledVolume(parent, resolution=(40, 8, 8)).shape == (4, 8, 8)
+
+
+def test_006_sparse_wrapped_populators_and_subvolume_generators():
+    from diluvian.volumes import (
+        ClipSubvolumeImageGenerator,
+        ErodedMaskGenerator,
+        MirrorAugmentGenerator,
+        RelabelSeedComponentGenerator,
+        SparseWrappedVolume,
+        SubvolumeGenerator,
+        Volume,
+    )
+
+    volume = _boxes_volume()
+    sparse = SparseWrappedVolume(volume)
+    box = (np.array([0, 2, 2]), np.array([2, 4, 6]))
+    np.testing.assert_array_equal(sparse.image_populator(box), volume.image_data[0:2, 2:4, 2:6])
+    np.testing.assert_array_equal(sparse.label_populator(box), volume.label_data[0:2, 2:4, 2:6])
+    bounds = Volume.SubvolumeBoundsGenerator(volume, (3, 5, 5), rng=np.random.default_rng(1))
+    first = [next(bounds).start.tolist() for _ in range(3)]
+    bounds.reset()
+    assert [next(bounds).start.tolist() for _ in range(3)] == first
+    subvs = SubvolumeGenerator(volume, bounds)
+    eroded = ErodedMaskGenerator(RelabelSeedComponentGenerator(subvs), [0, 1, 1])
+    subv = next(ClipSubvolumeImageGenerator(eroded, 0.0, 0.5))
+    assert subv.image.max() <= 0.5 and subv.label_mask.shape == (3, 5, 5)
+    assert subv.label_mask[tuple(subv.seed)]
+    # Each box is 5 voxels tall in Y: eroding by 1 in Y leaves 3 rows (edges count inside).
+    assert 0 < subv.label_mask.any(axis=(0, 2)).sum() <= 4
+    both = MirrorAugmentGenerator(volume.subvolume_generator(shape=(3, 5, 5)), True, 2,
+                                  rng=np.random.default_rng(0))
+    a, b = next(both), next(both)
+    assert a.image.shape == b.image.shape == (3, 5, 5)
