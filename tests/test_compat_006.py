@@ -484,3 +484,20 @@ def test_006_sparse_wrapped_populators_and_subvolume_generators():
                                   rng=np.random.default_rng(0))
     a, b = next(both), next(both)
     assert a.image.shape == b.image.shape == (3, 5, 5)
+
+
+def test_006_hdf5_volume_mask_bounds(tmp_path):
+    import pickle
+
+    h5py = pytest.importorskip("h5py")
+    from diluvian.volumes import HDF5Volume
+
+    path = tmp_path / "v.hdf5"
+    with h5py.File(path, "w") as f:
+        f["raw"] = np.zeros((4, 8, 8), np.uint8)
+        f["mask"] = np.ones((4, 8, 8), np.uint8)
+    vol = HDF5Volume(path, "raw", None, "mask", resolution=(40, 4, 4),
+                     mask_bounds=([1, 2, 2], [3, 6, 6]))
+    assert [b.tolist() for b in vol.mask_bounds] == [[1, 2, 2], [3, 6, 6]]
+    again = pickle.loads(pickle.dumps(vol))
+    assert [b.tolist() for b in again.mask_bounds] == [[1, 2, 2], [3, 6, 6]]
