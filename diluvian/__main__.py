@@ -606,7 +606,7 @@ def _cmd_fill(args) -> int:
 
 
 def _cmd_sparse_fill(args) -> int:
-    from .diluvian import fill_region_with_model
+    from .sparse_fill import fill_region_with_model
 
     config = _load_config(args)
     _apply_dtype_policy(args, config)
@@ -632,7 +632,7 @@ def _cmd_sparse_fill(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    from .diluvian import evaluate_volume
+    from .evaluation import evaluate_volume
 
     config = _load_config(args)
     volumes = _load_volumes(args, config)
@@ -665,7 +665,7 @@ def _cmd_view(args) -> int:
 
 
 def _cmd_gen_subv_bounds(args) -> int:
-    from .diluvian import generate_subvolume_bounds
+    from .sparse_fill import generate_subvolume_bounds
 
     config = _load_config(args)
     volumes = _load_volumes(args, config)

@@ -17,7 +17,8 @@ from scipy import ndimage
 
 from .util import DiluvianError, atomic_output
 
-__all__ = ["Body", "binary_closing", "largest_component", "seeded_component"]
+__all__ = ["Body", "binary_closing", "largest_component", "seeded_component",
+           "skeleton_to_swc", "skeletonize_component"]
 
 logger = logging.getLogger(__name__)
 
@@ -195,6 +196,34 @@ class Body:
             logger.warning("body mask is empty: writing an SWC without nodes to %s", filename)
             text = header
         else:
-            text = header + skeleton.to_swc()
+            text = header + skeleton_to_swc(skeleton)
         with atomic_output(filename) as tmp:
             tmp.write_text(text)
+
+
+def skeletonize_component(component, resolution: Sequence[float] = (1, 1, 1),
+                          offset_vox: Sequence[int] = (0, 0, 0), teasar_params: dict | None = None):
+    """Skeleton of a boolean component mask (diluvian 0.0.6's name); see :meth:`Body.to_skeleton`.
+
+    Returns an ``osteoid.Skeleton`` in nm (X, Y, Z vertices), or ``None``
+    for an empty mask.
+    """
+    component = np.asarray(component, dtype=bool)
+    points = np.argwhere(component)
+    seed = points[0] if len(points) else np.zeros(3, dtype=np.int64)
+    return Body(component, seed).to_skeleton(resolution, offset_vox, teasar_params)
+
+
+def skeleton_to_swc(skeleton, offset: Sequence[float] | None = None,
+                    resolution: Sequence[float] | None = None) -> str:
+    """SWC text (``id type x y z radius parent``) of a skeleton (diluvian 0.0.6's name).
+
+    ``offset`` (Z, Y, X voxels, times ``resolution`` in nm per voxel) is
+    added to the vertex positions first, for skeletons made in a crop.
+    """
+    if offset is not None:
+        res = np.ones(3) if resolution is None else np.asarray(resolution, dtype=np.float64)
+        shift = (np.asarray(offset, dtype=np.float64) * res)[::-1]
+        skeleton = skeleton.clone()
+        skeleton.vertices = (skeleton.vertices.astype(np.float64) + shift).astype(np.float32)
+    return skeleton.to_swc()

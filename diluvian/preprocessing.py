@@ -28,6 +28,7 @@ __all__ = [
     "grid_axes",
     "grid_seeds",
     "intensity_distance_seeds",
+    "make_prewitt",
     "make_seeds",
     "sectionwise_sobel",
     "sobel_features",
@@ -53,7 +54,8 @@ def _check_mask(mask, shape) -> np.ndarray | None:
     return mask
 
 
-def grid_seeds(image, step_vox: int | Sequence[int] = 16, mask=None) -> np.ndarray:
+def grid_seeds(image, step_vox: int | Sequence[int] = 16, mask=None, *,
+               grid_step_spacing: int | None = None) -> np.ndarray:
     """Seeds on a regular Z, Y, X lattice over the image.
 
     The lattice is centred: along each axis the points are ``step // 2,
@@ -68,6 +70,10 @@ def grid_seeds(image, step_vox: int | Sequence[int] = 16, mask=None) -> np.ndarr
         Lattice spacing in voxels, one number or Z, Y, X.
     mask : array-like of bool, optional
         Only seeds where the mask is set are kept.
+    grid_step_spacing : int, optional
+        diluvian 0.0.6's spacing: the lattice step is this many move steps
+        (``CONFIG.model.move_step``); ``step_vox`` (0.0.6's unused second
+        argument, the resolution) is then ignored.
 
     Returns
     -------
@@ -83,6 +89,10 @@ def grid_seeds(image, step_vox: int | Sequence[int] = 16, mask=None) -> np.ndarr
     if shape.size != 3:
         raise DiluvianError(f"seed image must be Z, Y, X (3-D), got shape {tuple(shape)}")
     mask = _check_mask(mask, shape)
+    if grid_step_spacing is not None:
+        from .config import CONFIG
+
+        step_vox = CONFIG.model.move_step * int(grid_step_spacing)
     axes = grid_axes(shape, step_vox)
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
     if mask is not None and len(grid):
@@ -192,6 +202,10 @@ def intensity_distance_seeds(
     smooth_sigma_nm: float = 20.0,
     membrane: str | None = "dark",
     level: float | None = None,
+    *,
+    erosion_radius: float | None = None,
+    min_sep: float | None = None,
+    visualize: bool = False,
 ) -> np.ndarray:
     """Seeds at local maxima of the distance from image edges ("sobel" seeds).
 
@@ -242,6 +256,11 @@ def intensity_distance_seeds(
         ``threshold`` and ``level`` (see
         :func:`diluvian.blockwise.seeds.sobel_levels`), so its seeds are those
         of the whole volume.
+    erosion_radius, min_sep : float, optional
+        diluvian 0.0.6's names of ``erosion_radius_nm`` and ``min_sep_nm``.
+    visualize : bool
+        Also open a neuroglancer viewer of the image and the seeds and log
+        its URL (as 0.0.6).
 
     Returns
     -------
@@ -249,10 +268,20 @@ def intensity_distance_seeds(
         Z, Y, X seeds sorted by decreasing distance from the nearest edge.
         Empty for an empty image or one without edges.
     """
+    if erosion_radius is not None:
+        erosion_radius_nm = float(erosion_radius)
+    if min_sep is not None:
+        min_sep_nm = float(min_sep)
     image = np.asarray(image)
     if image.ndim != 3:
         raise DiluvianError(f"seed image must be Z, Y, X (3-D), got shape {image.shape}")
     res = _triple(resolution, "resolution")
+    if visualize:
+        seeds = intensity_distance_seeds(
+            image, res, axis, erosion_radius_nm, min_sep_nm, mask, threshold, smooth_sigma_nm,
+            membrane, level)
+        _show_seeds(image, res, seeds)
+        return seeds
     if axis not in (0, 1, 2):
         raise DiluvianError(f"seed section axis = {axis!r} is invalid: expected 0, 1 or 2")
     if membrane not in ("dark", "bright", None):
@@ -299,6 +328,50 @@ def intensity_distance_seeds(
     seeds = seeds[order]
     keep = _suppress_close(seeds * res, min_sep_nm)
     return seeds[keep].astype(np.int64)
+
+
+def _show_seeds(image, resolution, seeds) -> None:
+    import logging
+
+    from .viewer import WrappedViewer
+
+    marks = np.zeros(image.shape, dtype=np.uint32)
+    marks[tuple(seeds.T)] = np.arange(1, len(seeds) + 1, dtype=np.uint32)
+    viewer = WrappedViewer(voxel_size=resolution)
+    viewer.add(image, name="image")
+    viewer.add(marks, name="seeds", kind="segmentation")
+    logging.getLogger(__name__).warning("seed viewer: %s", viewer.get_viewer_url())
+
+
+def make_prewitt(size: int) -> Callable[..., np.ndarray]:
+    """A Prewitt gradient filter of ``size`` voxels (odd, diluvian 0.0.6's name).
+
+    Returns ``prewitt(input, axis=-1, output=None, mode='reflect', cval=0.0)``
+    like :func:`scipy.ndimage.prewitt`: a difference of the means of the
+    ``size // 2`` voxels on either side along ``axis``, times ``size // 2``,
+    smoothed by a box of ``size`` along the other axes. ``make_prewitt(3)``
+    is :func:`scipy.ndimage.prewitt`.
+    """
+    size = int(size)
+    if size < 3 or size % 2 == 0:
+        raise DiluvianError(f"Prewitt size = {size} is invalid: expected an odd number >= 3")
+    half = size // 2
+    derivative = np.array([-1.0] * half + [0.0] + [1.0] * half)
+    smooth = np.ones(size)
+
+    def prewitt(input, axis=-1, output=None, mode="reflect", cval=0.0):
+        data = np.asarray(input, dtype=np.float64)
+        axis = axis % data.ndim
+        out = ndimage.correlate1d(data, derivative, axis, mode=mode, cval=cval)
+        for other in range(data.ndim):
+            if other != axis:
+                out = ndimage.correlate1d(out, smooth, other, mode=mode, cval=cval)
+        if output is not None:
+            output[...] = out
+            return output
+        return out
+
+    return prewitt
 
 
 #: Seed generators by the name given to ``--seed-generator``.

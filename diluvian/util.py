@@ -27,10 +27,15 @@ __all__ = [
     "binary_crossentropy",
     "binary_f_score",
     "confusion_f_score",
+    "extend_keras_history",
+    "get_color_shader",
     "get_function",
     "get_nonzero_aabb",
     "make_rng",
+    "pad_dims",
+    "Roundrobin",
     "to_float_image",
+    "write_keras_history_to_csv",
 ]
 
 
@@ -372,6 +377,89 @@ def to_float_image(image: np.ndarray) -> np.ndarray:
         info = np.iinfo(image.dtype)
         return (image.astype(np.float32) - info.min) / np.float32(info.max - info.min + 1)
     return image.astype(np.float32, copy=False)
+
+
+def pad_dims(x) -> np.ndarray:
+    """``x`` with a length-1 axis added before and after (batch and channel axes).
+
+    Examples
+    --------
+    >>> pad_dims(np.zeros((2, 3))).shape
+    (1, 2, 3, 1)
+    """
+    return np.asarray(x)[np.newaxis, ..., np.newaxis]
+
+
+def get_color_shader(channel: int, normalized: bool = True) -> str:
+    """A neuroglancer shader showing an image layer in red, green or blue (``channel`` 0, 1, 2)."""
+    rgb = ["0.0", "0.0", "0.0"]
+    rgb[int(channel)] = "1.0"
+    value = "toNormalized(getDataValue())" if normalized else "getDataValue()"
+    return f"void main() {{\n  emitRGB(vec3({', '.join(rgb)}) * {value});\n}}\n"
+
+
+class Roundrobin:
+    """Iterate over several iterables in turn, dropping each as it is exhausted.
+
+    ``Roundrobin('AB', 'C', 'DEF')`` yields ``A C D B E F``.
+
+    Parameters
+    ----------
+    *iterables
+    name : str, optional
+        A label for logging and ``repr``.
+    """
+
+    def __init__(self, *iterables, name: str | None = None):
+        self.iterables = iterables
+        self.name = name
+        self._iterators = [iter(it) for it in iterables]
+        self._index = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        while self._iterators:
+            self._index %= len(self._iterators)
+            try:
+                item = next(self._iterators[self._index])
+            except StopIteration:
+                del self._iterators[self._index]
+                continue
+            self._index += 1
+            return item
+        raise StopIteration
+
+    def reset(self) -> None:
+        """Start again from the first item of each iterable (they must be re-iterable)."""
+        self._iterators = [iter(it) for it in self.iterables]
+        self._index = 0
+
+    def __repr__(self) -> str:
+        return f"Roundrobin(name={self.name!r}, {len(self.iterables)} iterables)"
+
+
+def extend_keras_history(a, b):
+    """Append Keras ``History`` ``b`` (its epochs and metric lists) to ``a``; returns ``a``."""
+    a.epoch.extend(b.epoch)
+    for key, values in b.history.items():
+        a.history.setdefault(key, []).extend(values)
+    return a
+
+
+def write_keras_history_to_csv(history, filename) -> None:
+    """Write a Keras ``History`` (``epoch`` and ``history``) to CSV, one row per epoch.
+
+    The rows are those :func:`diluvian.training.write_history_csv` writes.
+    """
+    from .training.train import write_history_csv
+
+    epochs = list(getattr(history, "epoch", None) or range(len(next(
+        iter(history.history.values()), []))))
+    rows = [{"epoch": e, **{k: v[i] for k, v in history.history.items() if i < len(v)}}
+            for i, e in enumerate(epochs)]
+    write_history_csv(rows, filename)
 
 
 def __getattr__(name: str):

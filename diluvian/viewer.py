@@ -60,10 +60,13 @@ class WrappedViewer:
     port : int
         Server port (0: any free port). The server is shared by every viewer
         of the process, so only the first viewer's address and port apply.
+    voxel_coordinates : sequence of 3 numbers, optional
+        Initial position (ZYX voxels), as diluvian 0.0.6's
+        ``WrappedViewer(voxel_coordinates=None, **kwargs)``.
     """
 
     def __init__(self, voxel_size: Sequence[float] = (1, 1, 1), bind_address: str = "127.0.0.1",
-                 port: int = 0):
+                 port: int = 0, voxel_coordinates: Sequence[float] | None = None):
         import neuroglancer
 
         self._ng = neuroglancer
@@ -76,6 +79,8 @@ class WrappedViewer:
             # Arrays are ZYX, but the XY panel should show X across and Y down.
             s.display_dimensions = ["x", "y", "z"]
             s.layout = "4panel"
+        if voxel_coordinates is not None:
+            self.set_position(voxel_coordinates)
 
     def _space(self, resolution):
         return self._ng.CoordinateSpace(names=["z", "y", "x"], units="nm",

@@ -32,3 +32,15 @@ suppress_warnings = ["ref.python"]
 exclude_patterns = ["_build"]
 html_theme = "alabaster"
 html_static_path = ["_static"]
+
+
+def _skip_nested_aliases(app, what, name, obj, skip, options):
+    # Volume.SubvolumeBoundsGenerator is 0.0.6's nested name of
+    # diluvian.volumes.generators.SubvolumeBoundsGenerator, documented there.
+    if what == "class" and name == "SubvolumeBoundsGenerator":
+        return True
+    return None
+
+
+def setup(app):
+    app.connect("autodoc-skip-member", _skip_nested_aliases)

@@ -95,15 +95,18 @@ def test_vectorised_points_match_numpy():
                                   ref[tuple(query[:, i] for i in range(3))])
 
 
-def test_mixed_int_and_slice_keys_squeeze_like_numpy():
+def test_integer_keys_keep_their_axis_as_in_006():
     vol, ref = make_pair()
     rng = np.random.default_rng(3)
     block = rng.random((37, 29)).astype(np.float32)
-    vol[START[0] + 2] = block
+    vol[START[0] + 2] = block  # numpy-shaped values are still accepted
     ref[2] = block
-    np.testing.assert_array_equal(vol[START[0] + 2, :, 4 + START[2]], ref[2, :, 4])
+    np.testing.assert_array_equal(vol[START[0] + 2, :, 4 + START[2]], ref[2:3, :, 4:5])
+    assert vol[START[0] + 2, START[1] + 3, START[2] + 4].shape == (1, 1, 1)
     assert vol[START[0] + 2, START[1] + 3, START[2] + 4] == ref[2, 3, 4]
-    np.testing.assert_array_equal(vol[int(START[0]) + 2, ...], ref[2, ...])
+    np.testing.assert_array_equal(vol[int(START[0]) + 2, ...], ref[2:3, ...])
+    vol[START[0] + 3] = block[np.newaxis]  # and values with the kept axis
+    np.testing.assert_array_equal(vol[START[0] + 3], block[np.newaxis])
 
 
 def test_unwritten_voxels_read_fill_value():
@@ -141,9 +144,10 @@ def test_nodes_wholly_outside_bounds_are_none():
     # root covers 16^3; z-offset children start at z=8 >= 5, so are outside
     for i in range(8):
         if (i >> 2) & 1:
-            assert root.children[i] is None
+            assert root.child(i) is None
         else:
-            assert root.children[i] is not None
+            assert root.child(i) is not None
+    assert root.children[1][0][0] is None and root.children[0][1][1] is not None
 
 
 def test_constant_over_whole_node_collapses_it():
@@ -156,7 +160,7 @@ def test_constant_over_whole_node_collapses_it():
     assert isinstance(leaf, UniformLeafNode) and leaf.value == 2.0
     assert vol._dense.get((0, 0, 0)) is None
     vol[0:8, 0:8, 8:16] = 5.0
-    octant = vol.root.children[1]
+    octant = vol.root.children[0][0][1]
     assert isinstance(octant, UniformBranchNode) and octant.value == 5.0
     vol[:, :, :] = 1.0
     assert isinstance(vol.root, UniformBranchNode)
@@ -204,7 +208,7 @@ def test_writing_the_uniform_value_allocates_nothing():
 def test_leaf_bounds_are_clipped():
     vol = OctreeVolume((4, 4, 4), ((2, 0, 0), (9, 6, 5)), np.uint8)
     vol[8, 5, 4] = 1
-    (start, stop), = vol.get_leaf_bounds()
+    start, stop = vol.get_leaf_bounds()
     np.testing.assert_array_equal(start, [6, 4, 4])
     np.testing.assert_array_equal(stop, [9, 6, 5])
     leaf, = vol.iter_leaves()
@@ -214,8 +218,10 @@ def test_leaf_bounds_are_clipped():
 def test_fullness_is_relative_to_clip_bounds():
     vol = OctreeVolume((4, 4, 4), ((0, 0, 0), (6, 4, 4)), np.uint8)
     vol[5, 0, 0] = 1  # leaf clipped to 2 x 4 x 4 of a 6 x 4 x 4 volume
-    assert vol.fullness() == pytest.approx(32 / 96)
+    assert vol.stored_fraction() == pytest.approx(32 / 96)
+    assert vol.fullness() == pytest.approx(1 / 2)  # one leaf of ceil(6 / 4) * 1 * 1 cells
     vol[0, 0, 0] = 1
+    assert vol.stored_fraction() == pytest.approx(1.0)
     assert vol.fullness() == pytest.approx(1.0)
 
 
@@ -271,8 +277,8 @@ def test_map_copy_keeps_uniformity_and_maps_values():
     assert [type(n) for n in copy.iter_nodes()] == kinds
     ref = vol[:, :, :] > 0.5
     np.testing.assert_array_equal(copy[:, :, :], ref)
-    assert isinstance(copy.root.children[7], UniformBranchNode)
-    assert copy.root.children[7].value
+    assert isinstance(copy.root.children[1][1][1], UniformBranchNode)
+    assert copy.root.children[1][1][1].value
     # the copy is independent
     copy[0:16, 0:16, 0:16] = False
     assert np.array_equal(vol[1:6, 2:8, 3:10], block)
@@ -287,7 +293,7 @@ def test_map_copy_of_lazy_volume_maps_populator():
 
 def test_get_volume_is_zero_based_numpy_like_view():
     vol, ref = make_pair()
-    view = vol.get_volume()
+    view = vol.view()
     assert view.shape == tuple(SHAPE) and view.dtype == np.float32
     rng = np.random.default_rng(9)
     block = rng.random((3, 4, 5)).astype(np.float32)

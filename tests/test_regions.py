@@ -99,16 +99,24 @@ def test_get_moves_checks_faces_at_move_step():
     assert v[1] == v[5] == 0.0
 
 
-def test_move_check_thickness_extends_faces_outward():
+def test_move_check_thickness_thickens_faces_both_ways():
+    # As in 0.0.6: a slab of 2 * thickness - 1 voxels centred on the face plane.
     block = np.zeros((FOV,) * 3, np.float32)
-    block[C, C + STEP + 1, C] = 0.99
-    block[C - STEP + 1, C, C] = 0.98  # inward of the -Z face: never counted
+    block[C, C + STEP + 1, C] = 0.99  # outward of the +Y face
+    block[C - STEP + 1, C, C] = 0.98  # inward of the -Z face
+    block[C - STEP + 2, C, C] = 0.97  # two inward: outside a thickness-2 slab
     thin = Region(np.zeros((20,) * 3, np.uint8), model_config=model_config())
     thick = Region(np.zeros((20,) * 3, np.uint8),
                    model_config=model_config(move_check_thickness=2))
     assert thin.get_moves(block)[2]["v"] == 0.0
+    assert thin.get_moves(block)[1]["v"] == 0.0
     assert thick.get_moves(block)[2]["v"] == pytest.approx(0.99)
-    assert thick.get_moves(block)[1]["v"] == 0.0
+    assert thick.get_moves(block)[1]["v"] == pytest.approx(0.98)
+    # Changing the thickness of an existing region takes effect at once.
+    thin.move_check_thickness = 2
+    assert thin.get_moves(block)[1]["v"] == pytest.approx(0.98)
+    thick.move_check_thickness = 1
+    assert thick.get_moves(block)[2]["v"] == 0.0
 
 
 def test_check_move_neighborhood_cube():

@@ -30,7 +30,7 @@ from typing import Any
 import tomli_w
 
 from ..util import DiluvianError
-from .fields import BaseConfig, _unknown_key_message
+from .fields import BaseConfig, _unknown_key_message, legacy_key
 from .sections import (
     _SECTIONS,
     FillConfig,
@@ -121,6 +121,9 @@ class Config:
                         raise DiluvianError(f"{source}: [{key}] must be a table")
                     section = merged.setdefault(key, {})
                     for name, v in value.items():
+                        name = legacy_key(key, name, source)
+                        if name is None:
+                            continue
                         section[name] = v
                         origin[f"{key}.{name}"] = source
                 else:

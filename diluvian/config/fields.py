@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +13,33 @@ import tomli_w
 
 from ..util import DiluvianError
 
-__all__ = ["BaseConfig", "Field"]
+__all__ = ["ALIASES", "RETIRED", "BaseConfig", "Field", "legacy_key"]
+
+#: Key names of diluvian 0.0.6 accepted for today's keys: ``(section, old) -> new``.
+ALIASES = {("optimizer", "lr"): "learning_rate"}
+
+#: Keys diluvian 0.0.6 wrote that no longer mean anything; loading one logs a
+#: one-line deprecation warning and drops it: ``(section, key) -> hint``.
+RETIRED = {
+    ("network", "unet_num_layers"): "the U-Net depth is [network] unet_depth",
+}
+
+_log = logging.getLogger("diluvian.config")
+
+
+def legacy_key(section: str, name: str, source: str) -> str | None:
+    """Today's name of key ``name`` of ``[section]``, or ``None`` to drop a retired key.
+
+    0.0.6's ``[optimizer] lr`` becomes ``learning_rate``; a retired key logs
+    a one-line warning naming it. Every other key is returned unchanged (and
+    stays an error if unknown).
+    """
+    hint = RETIRED.get((section, name))
+    if hint is not None:
+        _log.warning("%s: [%s] %s is a retired diluvian 0.0.6 key and is ignored (%s)",
+                     source, section, name, hint)
+        return None
+    return ALIASES.get((section, name), name)
 
 
 @dataclass(frozen=True)
@@ -116,6 +143,9 @@ class BaseConfig:
             source, dict) else source
         for name, value in settings.items():
             source = sources.get(name, default_source)
+            name = legacy_key(self.SECTION, name, source)
+            if name is None:
+                continue
             field = self.FIELDS.get(name)
             if field is None:
                 if self.PASSTHROUGH:

@@ -15,6 +15,8 @@ Submodules: :mod:`~diluvian.network.layers` (registered custom layers),
 """
 
 from .architectures import (
+    add_convolution_module,
+    add_unet_layer,
     make_flood_fill_network,
     make_flood_fill_unet,
     make_network,
@@ -22,7 +24,7 @@ from .architectures import (
     unet_level_resolutions,
 )
 from .convstack import make_ffn_convstack
-from .devices import MultiDevicePredictor, fill_devices, replicate_for_devices
+from .devices import MultiDevicePredictor, fill_devices, make_parallel, replicate_for_devices
 from .ffn_import import FFN_SETTINGS, build_ffn_convstack, import_ffn_checkpoint
 from .io import (
     apply_model_settings,
@@ -48,6 +50,8 @@ __all__ = [
     "CentralCrop3D",
     "MultiDevicePredictor",
     "ProbabilityToLogit",
+    "add_convolution_module",
+    "add_unet_layer",
     "apply_model_settings",
     "build_ffn_convstack",
     "check_model_io",
@@ -60,6 +64,7 @@ __all__ = [
     "make_flood_fill_network",
     "make_flood_fill_unet",
     "make_network",
+    "make_parallel",
     "model_settings_from_config",
     "read_model_settings",
     "replicate_for_devices",

@@ -25,6 +25,8 @@ from ..util import DiluvianError, get_function
 from .layers import CentralCrop3D
 
 __all__ = [
+    "add_convolution_module",
+    "add_unet_layer",
     "make_flood_fill_network",
     "make_flood_fill_unet",
     "make_network",
@@ -210,6 +212,61 @@ def _build(builder, name, input_fov_shape, output_fov_shape, network_config):
 # --------------------------------------------------------------------------
 
 
+def add_convolution_module(model, network_config):
+    """One residual convolution module on tensor ``model`` (diluvian 0.0.6's name).
+
+    ``num_layers_per_module`` convolutions in parallel with a skip link
+    (cropped to match for ``'valid'`` padding), summed and activated, then
+    batch normalisation and dropout as configured. Returns the output tensor.
+    """
+    nc, act, y = network_config, network_config.convolution_activation, model
+    for layer in range(nc.num_layers_per_module):
+        last = layer == nc.num_layers_per_module - 1
+        y = _conv(y, nc.convolution_filters, nc, activation=None if last else act)
+        if not last:
+            y = _post(y, nc, dropout=False)
+    x = keras.layers.Add()([_crop_to(model, _spatial(y)), y])
+    x = keras.layers.Activation(act)(x)
+    return _post(x, nc)
+
+
+def add_unet_layer(model, network_config, remaining_layers, output_shape=None, factors=None):
+    """A U-Net of ``remaining_layers`` downsampled levels on tensor ``model`` (0.0.6's name).
+
+    See :func:`make_flood_fill_unet`. ``factors`` are the per-level
+    downsampling factors (default: from ``network_config``, see
+    :func:`unet_downsample_factors`); with ``output_shape`` the result is
+    centre-cropped to it. Returns the output tensor (before the final 1x1x1
+    convolution).
+    """
+    nc, x = network_config, model
+    if factors is None:
+        factors = unet_downsample_factors(remaining_layers, nc.unet_downsample_rate,
+                                          nc.unet_downsample_mode, nc.resolution)
+    act = nc.convolution_activation
+    depth = int(remaining_layers)
+    skips = []
+    for level in range(depth + 1):
+        if level > 0:
+            x = keras.layers.MaxPooling3D(
+                pool_size=tuple(int(f) for f in factors[level - 1]), padding="same")(x)
+        for _ in range(nc.num_layers_per_module):
+            x = _conv(x, nc.convolution_filters * 2 ** level, nc, activation=act)
+            x = _post(x, nc, dropout=False)
+        x = _post(x, nc) if level == depth else x
+        if level < depth:
+            skips.append(x)
+    for level in reversed(range(depth)):
+        x = keras.layers.UpSampling3D(size=tuple(int(f) for f in factors[level]))(x)
+        skip = skips[level]
+        common = np.minimum(_spatial(x), _spatial(skip))
+        x = keras.layers.Concatenate(axis=-1)([_crop_to(skip, common), _crop_to(x, common)])
+        for _ in range(nc.num_layers_per_module):
+            x = _conv(x, nc.convolution_filters * 2 ** level, nc, activation=act)
+            x = _post(x, nc, dropout=False)
+    return x if output_shape is None else _crop_to(x, output_shape)
+
+
 def make_flood_fill_network(input_fov_shape, output_fov_shape, network_config) -> keras.Model:
     """Residual stack of convolution modules (the original diluvian network).
 
@@ -239,15 +296,7 @@ def make_flood_fill_network(input_fov_shape, output_fov_shape, network_config) -
         x = _conv(x, nc.convolution_filters, nc, activation=act)
         x = _post(x, nc, dropout=False)
         for _ in range(nc.num_modules):
-            y = x
-            for layer in range(nc.num_layers_per_module):
-                last = layer == nc.num_layers_per_module - 1
-                y = _conv(y, nc.convolution_filters, nc, activation=None if last else act)
-                if not last:
-                    y = _post(y, nc, dropout=False)
-            x = keras.layers.Add()([_crop_to(x, _spatial(y)), y])
-            x = keras.layers.Activation(act)(x)
-            x = _post(x, nc)
+            x = add_convolution_module(x, nc)
         return _output(x, image_input, mask_input, out_shape, nc, "flood_fill_network")
 
     return _build(build, "make_flood_fill_network", input_fov_shape, output_fov_shape,
@@ -285,27 +334,7 @@ def make_flood_fill_unet(input_fov_shape, output_fov_shape, network_config) -> k
 
     def build(in_shape, out_shape, nc):
         image_input, mask_input, x = _inputs(in_shape, nc)
-        act = nc.convolution_activation
-        depth = len(factors)
-        skips = []
-        for level in range(depth + 1):
-            if level > 0:
-                x = keras.layers.MaxPooling3D(
-                    pool_size=tuple(int(f) for f in factors[level - 1]), padding="same")(x)
-            for _ in range(nc.num_layers_per_module):
-                x = _conv(x, nc.convolution_filters * 2 ** level, nc, activation=act)
-                x = _post(x, nc, dropout=False)
-            x = _post(x, nc) if level == depth else x
-            if level < depth:
-                skips.append(x)
-        for level in reversed(range(depth)):
-            x = keras.layers.UpSampling3D(size=tuple(int(f) for f in factors[level]))(x)
-            skip = skips[level]
-            common = np.minimum(_spatial(x), _spatial(skip))
-            x = keras.layers.Concatenate(axis=-1)([_crop_to(skip, common), _crop_to(x, common)])
-            for _ in range(nc.num_layers_per_module):
-                x = _conv(x, nc.convolution_filters * 2 ** level, nc, activation=act)
-                x = _post(x, nc, dropout=False)
+        x = add_unet_layer(x, nc, len(factors), factors=factors)
         return _output(x, image_input, mask_input, out_shape, nc, "flood_fill_unet")
 
     return _build(build, "make_flood_fill_unet", input_fov_shape, output_fov_shape, network_config)

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..util import DiluvianError
 
-__all__ = ["MultiDevicePredictor", "fill_devices", "replicate_for_devices"]
+__all__ = ["MultiDevicePredictor", "fill_devices", "make_parallel", "replicate_for_devices"]
 
 log = logging.getLogger(__name__)
 
@@ -97,3 +97,28 @@ class MultiDevicePredictor:
     def close(self) -> None:
         """Stop the worker threads."""
         self._pool.shutdown(wait=True)
+
+
+def make_parallel(model, gpus: int | None = None):
+    """A data-parallel copy of ``model`` over ``gpus`` GPUs (diluvian 0.0.6's name).
+
+    Built on today's ``tf.distribute.MirroredStrategy``: the copy (same
+    weights, and compiled like ``model`` if it was) splits every training
+    and prediction batch across the GPUs. With ``gpus`` (default: every GPU
+    TensorFlow sees) of one or none, ``model`` itself is returned.
+    """
+    import keras
+    import tensorflow as tf
+
+    if gpus is None:
+        gpus = len(tf.config.list_logical_devices("GPU"))
+    if int(gpus) <= 1:
+        return model
+    strategy = tf.distribute.MirroredStrategy(devices=fill_devices(int(gpus)))
+    with strategy.scope():
+        clone = keras.models.clone_model(model)
+        clone.set_weights(model.get_weights())
+        if getattr(model, "optimizer", None) is not None and getattr(model, "loss", None):
+            optimizer = type(model.optimizer).from_config(model.optimizer.get_config())
+            clone.compile(optimizer=optimizer, loss=model.loss)
+    return clone

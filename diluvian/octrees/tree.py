@@ -54,6 +54,7 @@ class NodeStore:
             node = cls(parent, slot, level, start, stop, value)
         else:
             node = cls(parent, slot, level, start, stop)
+        node.tree = self
         if level == 0 and cls is not _UnpopulatedNode:
             idx = self._leaf_index(start)
             self._leaves[idx] = node
@@ -71,7 +72,7 @@ class NodeStore:
                 del self._leaves[idx]
                 self._dense.pop(idx, None)
         elif isinstance(node, BranchNode):
-            for child in node.children:
+            for child in node.iter_children():
                 self._forget(child)
 
     def _replace(self, old: Node, cls, value=None, data=None) -> Node:
@@ -81,7 +82,7 @@ class NodeStore:
         if old.parent is None:
             self.root = new
         else:
-            old.parent.children[old.slot] = new
+            old.parent.set_child(old.slot, new)
         return new
 
     def _split(self, node: Node) -> BranchNode:
@@ -99,7 +100,7 @@ class NodeStore:
                      node.start[1] + ((i >> 1) & 1) * ext[1],
                      node.start[2] + (i & 1) * ext[2])
             if all(s < b for s, b in zip(start, self._stop)):
-                branch.children[i] = self._make_node(cls, branch, i, level, start, value=value)
+                branch.set_child(i, self._make_node(cls, branch, i, level, start, value=value))
         return branch
 
     def _populate(self, node: Node) -> LeafNode:
@@ -121,7 +122,7 @@ class NodeStore:
     def _try_collapse(self, node: BranchNode) -> None:
         """Collapse a branch whose children are all uniform with one value."""
         value = None
-        for child in node.children:
+        for child in node.iter_children():
             if child is None:
                 continue
             if not isinstance(child, UniformNode):
@@ -139,6 +140,5 @@ class NodeStore:
             if not isinstance(node, BranchNode):
                 node = self._split(node)
             bit = node.level - 1
-            node = node.children[((idx[0] >> bit) & 1) << 2 | ((idx[1] >> bit) & 1) << 1
-                                 | ((idx[2] >> bit) & 1)]
+            node = node.children[(idx[0] >> bit) & 1][(idx[1] >> bit) & 1][(idx[2] >> bit) & 1]
         return self._dense_leaf(node)

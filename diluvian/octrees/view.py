@@ -53,7 +53,13 @@ class OctreeView:
         return tuple(out)
 
     def __getitem__(self, key):
-        return self.octree[self._shift(key)]
+        shifted = self._shift(key)
+        out = self.octree[shifted]
+        ints = [i for i, k in enumerate(shifted) if isinstance(k, int)]
+        if not ints or len(ints) < 3 and any(isinstance(k, np.ndarray) for k in shifted):
+            return out
+        out = out.reshape([n for i, n in enumerate(out.shape) if i not in ints])  # numpy-like
+        return out[()] if out.ndim == 0 else out
 
     def __setitem__(self, key, value):
         self.octree[self._shift(key)] = value

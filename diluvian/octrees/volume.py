@@ -109,23 +109,76 @@ class OctreeVolume(NodeStore):
 
     # ------------------------------------------------------------------ reads
     def __getitem__(self, key):
+        """Read a box; as in diluvian 0.0.6 an integer index keeps its axis (length 1).
+
+        ``vol[7:9, 4:6, 4]`` has shape ``(2, 2, 1)`` and ``vol[z, y, x]`` shape
+        ``(1, 1, 1)``. Integer arrays (all of one shape) select points and
+        return an array of that shape.
+        """
         if type(key) is tuple and len(key) == 3:
             z, y, x = key
             if type(z) is int and type(y) is int and type(x) is int:
-                return self._get_point(z, y, x)
+                return np.full((1, 1, 1), self._get_point(z, y, x), dtype=self.dtype)
             box = _fast_box(key, self._start, self._stop)
             if box is not None:
                 return self._get_box(*box)
         box = _parse_key(key, self._start, self._stop)
         if box is None:
             return self._get_points(key)
-        start, stop, squeeze = box
-        out = self._get_box(start, stop)
-        if squeeze:
-            out = out.reshape([n for i, n in enumerate(out.shape) if i not in squeeze])
-            if out.ndim == 0:
-                return out[()]
-        return out
+        return self._get_box(box[0], box[1])
+
+    def get_checked_np_key(self, key) -> tuple[np.ndarray, np.ndarray]:
+        """``(start, stop)`` int64 arrays of a box key (slices and integers), bounds-checked.
+
+        Raises
+        ------
+        IndexError
+            For a key outside the bounds or one that is not a box.
+        """
+        box = _parse_key(key, self._start, self._stop)
+        if box is None:
+            raise IndexError(f"{key!r} is not a box of slices and integers")
+        return np.array(box[0], dtype=np.int64), np.array(box[1], dtype=np.int64)
+
+    @property
+    def root_node(self) -> Node:
+        """The root node (diluvian 0.0.6's name of ``root``)."""
+        return self.root
+
+    @root_node.setter
+    def root_node(self, node: Node) -> None:
+        self.replace_child(self.root, node)
+
+    def replace_child(self, child: Node, replacement: Node | None) -> Node | None:
+        """Put ``replacement`` (or ``None``: no data) where node ``child`` is in this tree.
+
+        The replacement takes ``child``'s place, level and box, and its
+        subtree joins this octree's indices. Returns the replacement.
+        """
+        self._forget(child)
+        if replacement is not None:
+            replacement.parent, replacement.slot = child.parent, child.slot
+            replacement.level, replacement.start, replacement.stop = (
+                child.level, child.start, child.stop)
+            self._adopt(replacement)
+        if child.parent is None:
+            self.root = replacement
+        else:
+            child.parent.set_child(child.slot, replacement)
+        return replacement
+
+    def _adopt(self, node: Node) -> None:
+        """Register ``node``'s subtree in this tree's indices."""
+        node.tree = self
+        if isinstance(node, BranchNode):
+            for child in node.iter_children():
+                if child is not None:
+                    self._adopt(child)
+        elif node.level == 0 and not isinstance(node, _UnpopulatedNode):
+            idx = self._leaf_index(node.start)
+            self._leaves[idx] = node
+            if isinstance(node, LeafNode):
+                self._dense[idx] = node.data
 
     def _get_point(self, z, y, x):
         oz, oy, ox = self._start
@@ -183,7 +236,7 @@ class OctreeVolume(NodeStore):
             out[osl] = node.data[tuple(slice(a - s, b - s)
                                        for a, b, s in zip(lo, hi, node.start))]
         elif isinstance(node, BranchNode):
-            for child in node.children:
+            for child in node.iter_children():
                 if child is not None:
                     self._get_rec(child, start, stop, out)
 
@@ -247,7 +300,8 @@ class OctreeVolume(NodeStore):
             self._set_box(start, stop, self.dtype.type(value), scalar=True)
             return
         value = np.asarray(value)
-        if squeeze:
+        if value.shape != shape and squeeze and value.ndim == 3 - len(squeeze):
+            # numpy-style values without the integer-indexed axes.
             value = np.broadcast_to(
                 value, [n for i, n in enumerate(shape) if i not in squeeze]).reshape(shape)
         elif value.shape != shape:
@@ -318,7 +372,7 @@ class OctreeVolume(NodeStore):
             return
         if not isinstance(node, BranchNode):
             node = self._split(node)
-        for child in node.children:
+        for child in list(node.iter_children()):
             if child is not None:
                 self._set_rec(child, start, stop, value, scalar)
         if scalar:
@@ -345,11 +399,23 @@ class OctreeVolume(NodeStore):
             if isinstance(node, LeafNode):
                 yield node
             elif isinstance(node, BranchNode):
-                stack.extend(c for c in reversed(node.children) if c is not None)
+                stack.extend(c for c in reversed(list(node.iter_children())) if c is not None)
 
-    def get_leaf_bounds(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """``(start, stop)`` boxes of the dense leaves, clipped to the volume bounds."""
-        return [leaf.bounds for leaf in self.iter_leaves()]
+    def get_leaf_bounds(self) -> list[np.ndarray] | None:
+        """``[start, stop]``: the box of all dense leaves, clipped to the bounds (0.0.6).
+
+        ``None`` when there are no dense leaves.
+        """
+        if not self._dense:
+            return None
+        leaves = [self._leaves[idx] for idx in self._dense]
+        return [np.min([leaf.start for leaf in leaves], axis=0).astype(np.int64),
+                np.max([leaf.stop for leaf in leaves], axis=0).astype(np.int64)]
+
+    def iter_leaf_bounds(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(start, stop)`` of each dense leaf, clipped to the volume bounds."""
+        for leaf in self.iter_leaves():
+            yield leaf.bounds
 
     def iter_nodes(self) -> Iterator[Node]:
         """Yield every node of the tree, parents before children."""
@@ -358,9 +424,18 @@ class OctreeVolume(NodeStore):
             node = stack.pop()
             yield node
             if isinstance(node, BranchNode):
-                stack.extend(c for c in reversed(node.children) if c is not None)
+                stack.extend(c for c in reversed(list(node.iter_children())) if c is not None)
 
     def fullness(self) -> float:
+        """Dense leaves per leaf-shaped cell covering the clip bounds (as 0.0.6).
+
+        The cells are ``ceil(shape / leaf_shape)`` per axis; uniform nodes do
+        not count. See :meth:`stored_fraction` for the share of voxels.
+        """
+        cells = math.prod(math.ceil(n / s) for n, s in zip(self.shape, self.leaf_shape))
+        return len(self._dense) / cells
+
+    def stored_fraction(self) -> float:
         """Fraction of the clip bounds' voxels that are stored densely."""
         stored = sum(data.size for data in self._dense.values())
         return stored / math.prod(self.shape)
@@ -401,34 +476,40 @@ class OctreeVolume(NodeStore):
                             fill_value=uniform_map(self.fill_value))
         copy._leaves.clear()
         copy._dense.clear()
-
-        def clone(node, parent):
-            if node is None:
-                return None
-            if isinstance(node, BranchNode):
-                new = BranchNode(parent, node.slot, node.level, node.start, node.stop)
-                new.children = [clone(c, new) for c in node.children]
-                return new
-            if isinstance(node, LeafNode):
-                data = np.asarray(leaf_map(node.data), dtype=copy.dtype)
-                if data.shape != node.shape:
-                    raise ValueError(f"leaf_map changed a leaf's shape from {node.shape} "
-                                     f"to {data.shape}")
-                return copy._make_node(LeafNode, parent, node.slot, node.level, node.start,
-                                       data=np.array(data, copy=True))
-            if isinstance(node, UniformNode):
-                return copy._make_node(type(node), parent, node.slot, node.level, node.start,
-                                       value=copy.dtype.type(uniform_map(node.value)))
-            return copy._make_node(_UnpopulatedNode, parent, node.slot, node.level, node.start)
-
-        copy.root = clone(self.root, None)
+        copy.root = copy._clone(self.root, None, leaf_map, uniform_map)
         return copy
+
+    def _clone(self, node, parent, leaf_map, uniform_map):
+        """A copy of ``node``'s subtree (of any octree) registered in this octree."""
+        if node is None:
+            return None
+        if isinstance(node, BranchNode):
+            new = BranchNode(parent, node.slot, node.level, node.start, node.stop)
+            new.tree = self
+            for i, child in enumerate(node.iter_children()):
+                new.set_child(i, self._clone(child, new, leaf_map, uniform_map))
+            return new
+        if isinstance(node, LeafNode):
+            data = np.asarray(leaf_map(node.data), dtype=self.dtype)
+            if data.shape != node.shape:
+                raise ValueError(f"leaf_map changed a leaf's shape from {node.shape} "
+                                 f"to {data.shape}")
+            return self._make_node(LeafNode, parent, node.slot, node.level, node.start,
+                                   data=np.array(data, copy=True))
+        if isinstance(node, UniformNode):
+            return self._make_node(type(node), parent, node.slot, node.level, node.start,
+                                   value=self.dtype.type(uniform_map(node.value)))
+        return self._make_node(_UnpopulatedNode, parent, node.slot, node.level, node.start)
 
     def __array__(self, dtype=None, copy=None):
         """Dense copy of the whole bounds (only sensible for small bounds)."""
         out = self._get_box(self._start, self._stop)
         return out if dtype is None else out.astype(dtype)
 
-    def get_volume(self) -> OctreeView:
+    def get_volume(self) -> OctreeVolume:
+        """This volume itself (diluvian 0.0.6's accessor of a node's or volume's data)."""
+        return self
+
+    def view(self) -> OctreeView:
         """A 0-based, numpy-like view of the whole bounds (reads and writes go to this tree)."""
         return OctreeView(self)

@@ -16,14 +16,17 @@ queue. Filling runs in steps that never touch the network:
 in full batches. Nothing here imports Keras or TensorFlow.
 """
 
+from .compat006 import EarlyFillTermination, mask_to_output_target
 from .engine import FovRequest, Predictor, as_predictor, fill_regions, iter_fill_regions
 from .region import Region
 
 __all__ = [
+    "EarlyFillTermination",
     "FovRequest",
     "Predictor",
     "Region",
     "as_predictor",
     "fill_regions",
     "iter_fill_regions",
+    "mask_to_output_target",
 ]

@@ -70,9 +70,11 @@ def move_check_faces(shape, centre, move_step, thickness: int = 1) -> list[tuple
     """Slices of the six move-check faces of a block, in :data:`MOVES` order.
 
     The face for a move along +axis lies at ``centre + move_step`` along
-    that axis, spans ``centre ± move_step`` along the other two, and is
-    thickened outward (away from the centre) by ``thickness - 1`` voxels.
-    Faces are clamped into the block so none comes out empty.
+    that axis and spans ``centre ± move_step`` along the other two (the
+    whole face of the cube around the centre). As in diluvian 0.0.6 it is a
+    slab of ``2 * thickness - 1`` voxels centred on that plane: thickened by
+    ``thickness - 1`` voxels both inwards and outwards. Faces are clamped
+    into the block so none comes out empty.
 
     Examples
     --------
@@ -86,9 +88,9 @@ def move_check_faces(shape, centre, move_step, thickness: int = 1) -> list[tuple
         for axis in range(3):
             c, s, n = int(centre[axis]), int(move_step[axis]), int(shape[axis])
             if move[axis] > 0:
-                lo, hi = c + s, c + s + t + 1
+                lo, hi = c + s - t, c + s + t + 1
             elif move[axis] < 0:
-                lo, hi = c - s - t, c - s + 1
+                lo, hi = c - s - t, c - s + t + 1
             else:
                 lo, hi = c - s, c + s + 1
             lo = min(max(lo, 0), n - 1)

@@ -34,6 +34,7 @@ from .blocks import (
     read_image_block,
     read_mask_block,
 )
+from .compat006 import RegionCompatMixin
 from .engine import FovRequest
 from .moves import MoveQueueMixin
 from .results import RegionFillMixin
@@ -55,7 +56,7 @@ class _MoveDelta:
         return obj.move_step.copy()
 
 
-class Region(MoveQueueMixin, RegionFillMixin):
+class Region(MoveQueueMixin, RegionFillMixin, RegionCompatMixin):
     """A region being flood filled in an image volume from a seed voxel.
 
     Parameters
@@ -231,7 +232,7 @@ class Region(MoveQueueMixin, RegionFillMixin):
 
         # Geometry precomputed once, as Python ints.
         self._in_half = tuple(s // 2 for s in self.input_fov_shape)
-        self._face_cache: dict[tuple[int, ...], list[tuple[slice, ...]]] = {}
+        self._face_cache: dict[tuple[int, ...], list[tuple[slice, ...]]] = {}  # (*shape, thickness)
 
         # Move queue: heap of (key, insertion counter, lattice position); with
         # face_max the entries hold FOV centre voxels instead.
@@ -343,14 +344,19 @@ class Region(MoveQueueMixin, RegionFillMixin):
         return start, start + np.array(shape)
 
     def _faces(self, shape) -> list[tuple[slice, ...]]:
-        """The six move-check face slices of a block of ``shape`` (cached)."""
-        shape = tuple(int(s) for s in shape)
-        faces = self._face_cache.get(shape)
+        """The six move-check face slices of a block of ``shape``.
+
+        Cached per block shape and thickness, so that changing
+        ``move_check_thickness`` on a region takes effect at the next check.
+        """
+        key = (*(int(s) for s in shape), int(self.move_check_thickness))
+        faces = self._face_cache.get(key)
         if faces is not None:
             return faces
+        shape = key[:3]
         centre = [-o for o in self._block_start(shape)]
-        faces = move_check_faces(shape, centre, self._step, self.move_check_thickness)
-        self._face_cache[shape] = faces
+        faces = move_check_faces(shape, centre, self._step, key[3])
+        self._face_cache[key] = faces
         return faces
 
     # ------------------------------------------------------------------
@@ -424,11 +430,14 @@ class Region(MoveQueueMixin, RegionFillMixin):
     def get_moves(self, mask_block) -> list[dict[str, Any]]:
         """Maximum probability on each of the six move-check faces of a block.
 
-        The block is centred on an FOV centre. The face for a move along
-        +axis lies at ``+move_step`` from the centre along that axis, spans
-        ``±move_step`` along the other two, and is thickened outward by
-        ``move_check_thickness - 1`` voxels (faces are clamped into the
-        block). A move is queued when its ``v`` is at least ``t_move``.
+        The block (the mask, as in diluvian 0.0.6) is centred on an FOV
+        centre. The face for a move along +axis is a slab of
+        ``2 * move_check_thickness - 1`` voxels centred on the plane at
+        ``MOVE_DELTA`` from the centre along that axis, spanning the whole
+        face (``±MOVE_DELTA``) along the other two; faces are clamped into
+        the block. ``move_check_thickness`` is read at every call. A move is
+        queued when its ``v`` is at least ``t_move``; the fill engine checks
+        the same faces.
 
         Returns
         -------

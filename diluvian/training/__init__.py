@@ -11,6 +11,18 @@ Importing this package does not import TensorFlow; training does.
 """
 
 from .augment import make_augmentations
+from .compat006 import (
+    DataGenerator,
+    EarlyAbort,
+    EarlyAbortException,
+    GeneratorReset,
+    GeneratorSubvolumeMetric,
+    MovingTrainingGenerator,
+    build_training_gen,
+    build_validation_gen,
+    get_output_margin,
+    patch_prediction_copy,
+)
 from .data import TrainingData, fill_factor_bin_weights, fill_factor_weights
 from .moving import fit_moving
 from .train import (
@@ -28,6 +40,16 @@ from .validation import ValidationSet
 
 __all__ = [
     "DEFAULT_MODEL_OUTPUT_FILEBASE",
+    "DataGenerator",
+    "EarlyAbort",
+    "EarlyAbortException",
+    "GeneratorReset",
+    "GeneratorSubvolumeMetric",
+    "MovingTrainingGenerator",
+    "build_training_gen",
+    "build_validation_gen",
+    "get_output_margin",
+    "patch_prediction_copy",
     "MovingTrainer",
     "TrainingData",
     "TrainingResult",

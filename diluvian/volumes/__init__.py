@@ -17,6 +17,20 @@ from .base import DimOrder, NdarrayVolume, Volume
 from .chunked import N5Volume, ZarrVolume, write_n5_dataset
 from .datasets import load_volumes, partition_volumes, volumes_from_toml
 from .download import cache_dir, download_file, file_md5
+from .generators import (
+    ClipSubvolumeImageGenerator,
+    ContrastAugmentGenerator,
+    ErodedMaskGenerator,
+    GaussianNoiseAugmentGenerator,
+    MaskedArtifactAugmentGenerator,
+    MirrorAugmentGenerator,
+    MissingDataAugmentGenerator,
+    PermuteAxesAugmentGenerator,
+    RelabelSeedComponentGenerator,
+    SubvolumeAugmentGenerator,
+    SubvolumeBoundsGenerator,
+    SubvolumeGenerator,
+)
 from .hdf5 import HDF5Volume
 from .stacks import ImageStackVolume
 from .subvolume import Subvolume, SubvolumeBounds
@@ -29,8 +43,23 @@ from .synthetic import (
 )
 from .views import DownsampledVolume, PartitionedVolume, SparseWrappedVolume, VolumeView
 
+#: 0.0.6's nested name of :class:`SubvolumeBoundsGenerator`.
+Volume.SubvolumeBoundsGenerator = SubvolumeBoundsGenerator
+
 __all__ = [
+    "ClipSubvolumeImageGenerator",
+    "ContrastAugmentGenerator",
     "DATASET_SEED",
+    "ErodedMaskGenerator",
+    "GaussianNoiseAugmentGenerator",
+    "MaskedArtifactAugmentGenerator",
+    "MirrorAugmentGenerator",
+    "MissingDataAugmentGenerator",
+    "PermuteAxesAugmentGenerator",
+    "RelabelSeedComponentGenerator",
+    "SubvolumeAugmentGenerator",
+    "SubvolumeBoundsGenerator",
+    "SubvolumeGenerator",
     "DimOrder",
     "DownsampledVolume",
     "HDF5Volume",

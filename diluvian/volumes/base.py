@@ -161,7 +161,7 @@ class Volume:
             return self
         from .views import DownsampledVolume
 
-        return DownsampledVolume(self, resolution, label_mode=label_mode)
+        return DownsampledVolume(self, resolution=resolution, label_mode=label_mode)
 
     def sparse_wrapper(self, *args, **kwargs):
         """A view caching this volume's data in lazily populated octrees.

@@ -53,6 +53,9 @@ class HDF5Volume(Volume):
     resolution : sequence of 3 numbers, optional
         nm per voxel ZYX; defaults to the image (else label) dataset's
         ``resolution`` attribute.
+    mask_bounds : pair of sequence of 3 int, optional
+        ``(start, stop)`` of the mask's nonzero part, if known (as 0.0.6),
+        so that it need not be computed by reading the whole mask.
 
     Notes
     -----
@@ -62,8 +65,10 @@ class HDF5Volume(Volume):
 
     def __init__(self, orig_file, image_dataset: str | None = None,
                  label_dataset: str | None = None, mask_dataset: str | None = None,
-                 resolution=None):
+                 resolution=None, mask_bounds=None):
         self.orig_file = str(orig_file)
+        self._mask_bounds_arg = None if mask_bounds is None else [
+            np.asarray(b, dtype=np.int64).tolist() for b in mask_bounds]
         self.image_dataset = image_dataset
         self.label_dataset = label_dataset
         self.mask_dataset = mask_dataset
@@ -86,11 +91,14 @@ class HDF5Volume(Volume):
             raise DiluvianError(f"{self.orig_file}: no resolution given and the datasets have "
                                 "no 'resolution' attribute")
         super().__init__(resolution, image_data=image, label_data=label, mask_data=mask)
+        if self._mask_bounds_arg is not None:
+            self._mask_bounds = tuple(np.array(b, np.int64) for b in self._mask_bounds_arg)
 
     def __getstate__(self):
         return {"orig_file": self.orig_file, "image_dataset": self.image_dataset,
                 "label_dataset": self.label_dataset, "mask_dataset": self.mask_dataset,
-                "_resolution_arg": self._resolution_arg}
+                "_resolution_arg": self._resolution_arg,
+                "_mask_bounds_arg": self._mask_bounds_arg}
 
     def __setstate__(self, state):
         self.__dict__.update(state)

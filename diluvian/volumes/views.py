@@ -129,13 +129,23 @@ class DownsampledVolume(VolumeView):
     Parameters
     ----------
     parent : Volume
-    resolution : sequence of 3 int
-        nm per voxel; each axis an integer multiple of the parent's.
+    downsample : sequence of 3 int, optional
+        As diluvian 0.0.6: the number of halvings per axis, so the view's
+        resolution is ``parent.resolution * 2 ** downsample``.
+    resolution : sequence of 3 int, optional (keyword)
+        nm per voxel instead; each axis an integer multiple of the parent's.
     label_mode : str
         ``'majority'`` or ``'conjunction'``.
     """
 
-    def __init__(self, parent: Volume, resolution, label_mode: str = "majority"):
+    def __init__(self, parent: Volume, downsample=None, *, resolution=None,
+                 label_mode: str = "majority"):
+        if (downsample is None) == (resolution is None):
+            raise DiluvianError("DownsampledVolume takes either downsample (halvings per axis) "
+                                "or resolution")
+        if downsample is not None:
+            resolution = np.asarray(parent.resolution) * np.exp2(
+                np.asarray(downsample, dtype=np.int64)).astype(np.int64)
         resolution = np.asarray(resolution)
         if label_mode not in ("majority", "conjunction"):
             raise DiluvianError(f"label downsampling mode {label_mode!r} is invalid: expected "
@@ -194,6 +204,11 @@ class _OctreeArray(LazyArray):
         return np.asarray(self.octree[tuple(slice(int(a), int(b)) for a, b in zip(start, stop))])
 
 
+def _read_box(a, bounds) -> np.ndarray:
+    lo, hi = (np.asarray(b, np.int64) for b in bounds)
+    return np.asarray(a[tuple(slice(int(x), int(y)) for x, y in zip(lo, hi))])
+
+
 class SparseWrappedVolume(VolumeView):
     """A view caching the parent's data in lazily populated octrees.
 
@@ -217,24 +232,31 @@ class SparseWrappedVolume(VolumeView):
         shape = np.asarray(parent.shape, np.int64)
         bounds = (np.zeros(3, np.int64), shape)
 
-        def wrap(a, leaf_shape):
+        def wrap(a, leaf_shape, populator):
             if a is None:
                 return None
             leaf = np.asarray(self.DEFAULT_LEAF_SHAPE if leaf_shape is None else leaf_shape,
                               dtype=np.int64)
-
-            def populator(leaf_bounds, a=a):
-                lo, hi = (np.asarray(b, np.int64) for b in leaf_bounds)
-                return np.asarray(a[tuple(slice(int(x), int(y)) for x, y in zip(lo, hi))])
-
             return _OctreeArray(OctreeVolume(leaf, bounds, np.dtype(a.dtype), populator=populator),
                                 shape, a.dtype)
 
         self.image_leaf_shape = image_leaf_shape
         self.label_leaf_shape = label_leaf_shape
-        super().__init__(parent, image_data=wrap(parent.image_data, image_leaf_shape),
-                         label_data=wrap(parent.label_data, label_leaf_shape),
-                         mask_data=wrap(parent.mask_data, label_leaf_shape))
+        super().__init__(parent,
+                         image_data=wrap(parent.image_data, image_leaf_shape,
+                                         self.image_populator),
+                         label_data=wrap(parent.label_data, label_leaf_shape,
+                                         self.label_populator),
+                         mask_data=wrap(parent.mask_data, label_leaf_shape,
+                                        lambda b: _read_box(parent.mask_data, b)))
         for name in ("image_data", "label_data", "mask_data"):
             if getattr(parent, name) is None:
                 setattr(self, name, None)
+
+    def image_populator(self, bounds) -> np.ndarray:
+        """The parent's image in ``bounds`` (``(start, stop)``): the image octree's populator."""
+        return _read_box(self.parent.image_data, bounds)
+
+    def label_populator(self, bounds) -> np.ndarray:
+        """The parent's labels in ``bounds``: the label octree's populator."""
+        return _read_box(self.parent.label_data, bounds)
