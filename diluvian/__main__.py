@@ -166,6 +166,9 @@ def _make_main_parser() -> argparse.ArgumentParser:
              "respective volume's bounds.")
     _add_fill_arguments(fill)
     fill.add_argument(
+        "--volume-name-regex", dest="volume_name_regex", default=None,
+        help="Fill only the volumes whose names match this regular expression.")
+    fill.add_argument(
         "--seed-generator", dest="seed_generator", default="sobel", nargs="?",
         choices=["grid", "sobel"],
         help="Method to generate seed locations for flood filling.")
@@ -576,7 +579,7 @@ def _cmd_fill(args) -> int:
 
     config = _load_config(args)
     _apply_dtype_policy(args, config)
-    volumes = _load_volumes(args, config)
+    volumes = _load_volumes(args, config, name_regex=args.volume_name_regex)
     fill_volumes_with_model(
         args.model_file,
         volumes,
