@@ -37,3 +37,15 @@ def ffn_checkpoint() -> Path:
     if not Path(str(FFN_CHECKPOINT) + ".index").exists():
         pytest.skip("../shared/models/ffn_fib25 is not available")
     return FFN_CHECKPOINT
+
+
+@pytest.fixture(scope="module")
+def tiny_volumes():
+    """Two small synthetic EM volumes with labels (24 x 64 x 64 at 40 x 16 x 16 nm)."""
+    from diluvian.volumes import NdarrayVolume, make_synthetic_volume
+
+    vols = {}
+    for i, name in enumerate(["vol_a", "vol_b"]):
+        image, labels = make_synthetic_volume(100 + i, shape=(24, 64, 64))
+        vols[name] = NdarrayVolume((40, 16, 16), image_data=image, label_data=labels)
+    return vols

@@ -17,7 +17,7 @@ from diluvian.training.data import (
     seed_component,
     soften,
 )
-from diluvian.volumes import NdarrayVolume, make_synthetic_volume, partition_volumes
+from diluvian.volumes import NdarrayVolume, partition_volumes
 
 FOV = [5, 17, 17]
 
@@ -64,15 +64,6 @@ def _voronoi_volume(seed, shape=(24, 64, 64), n_cells=60, anisotropy=(2.5, 1.0, 
 def voronoi_volumes():
     return {name: NdarrayVolume((40, 16, 16), *_voronoi_volume(200 + i))
             for i, name in enumerate(["cells_a", "cells_b"])}
-
-
-@pytest.fixture(scope="module")
-def tiny_volumes():
-    vols = {}
-    for i, name in enumerate(["vol_a", "vol_b"]):
-        image, labels = make_synthetic_volume(100 + i, shape=(24, 64, 64))
-        vols[name] = NdarrayVolume((40, 16, 16), image_data=image, label_data=labels)
-    return vols
 
 
 # ---------------------------------------------------------------- label processing

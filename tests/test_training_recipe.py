@@ -10,18 +10,8 @@ import pytest
 
 from diluvian.config import Config, OptimizerConfig
 from diluvian.training.sampling import FillFractionSampler, fill_fractions
-from diluvian.volumes import NdarrayVolume, make_synthetic_volume
 
 FOV = [5, 17, 17]
-
-
-@pytest.fixture(scope="module")
-def tiny_volumes():
-    vols = {}
-    for i, name in enumerate(["vol_a", "vol_b"]):
-        image, labels = make_synthetic_volume(100 + i, shape=(24, 64, 64))
-        vols[name] = NdarrayVolume((40, 16, 16), image_data=image, label_data=labels)
-    return vols
 
 
 def _config(model=None, network=None, **training):

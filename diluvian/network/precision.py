@@ -42,6 +42,20 @@ def cpu_has_native_bfloat16(cpuinfo: str | None = None) -> bool:
     return any(flag in flags for flag in _BF16_FLAGS)
 
 
+def _resolve_auto(name: str | None, cpu_policy: str) -> str | None:
+    """``None`` for float32, ``name`` as given, or for ``'auto'``: mixed float16 on a GPU,
+    ``cpu_policy`` on a CPU with native bfloat16, else ``None``."""
+    if name is None or name == "float32":
+        return None
+    if name != "auto":
+        return name
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        return "mixed_float16"
+    return cpu_policy if cpu_has_native_bfloat16() else None
+
+
 def resolve_dtype_policy(name: str | None) -> str | None:
     """The Keras dtype policy to run inference under, or ``None`` for float32.
 
@@ -53,19 +67,9 @@ def resolve_dtype_policy(name: str | None) -> str | None:
         bfloat16 instructions, otherwise float32; any other Keras dtype
         policy name is returned as given.
     """
-    if name is None or name == "float32":
-        return None
-    if name != "auto":
-        return name
-    import tensorflow as tf
-
-    if tf.config.list_physical_devices("GPU"):
-        chosen = "mixed_float16"
-    elif cpu_has_native_bfloat16():
-        chosen = "bfloat16"
-    else:
-        chosen = None
-    log.info("dtype_policy 'auto' runs the network in %s", chosen or "float32")
+    chosen = _resolve_auto(name, cpu_policy="bfloat16")
+    if name == "auto":
+        log.info("dtype_policy 'auto' runs the network in %s", chosen or "float32")
     return chosen
 
 
@@ -81,19 +85,9 @@ def resolve_training_dtype_policy(name: str | None) -> str | None:
         otherwise float32; ``'mixed_bfloat16'`` or ``'mixed_float16'`` as
         given. Mixed policies keep the weights in float32.
     """
-    if name is None or name == "float32":
-        return None
-    if name != "auto":
-        return name
-    import tensorflow as tf
-
-    if tf.config.list_physical_devices("GPU"):
-        chosen = "mixed_float16"
-    elif cpu_has_native_bfloat16():
-        chosen = "mixed_bfloat16"
-    else:
-        chosen = None
-    log.info("[training] dtype_policy 'auto' trains in %s", chosen or "float32")
+    chosen = _resolve_auto(name, cpu_policy="mixed_bfloat16")
+    if name == "auto":
+        log.info("[training] dtype_policy 'auto' trains in %s", chosen or "float32")
     return chosen
 
 
