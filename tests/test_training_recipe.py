@@ -232,3 +232,42 @@ def test_model_settings_carry_resolution_policy_and_min_body_size():
     assert filling.fill.min_body_size == 1000
     explicit = Config([{"volume": {"resolution": [20, 20, 20]}}])
     assert apply_model_settings(explicit, settings).volume.resolution.tolist() == [20, 20, 20]
+
+
+def test_cli_loads_volumes_at_the_resolution_the_model_was_trained_at(tmp_path):
+    import argparse
+
+    from diluvian.__main__ import _load_config
+    from diluvian.network import build_ffn_convstack, save_model
+
+    model_file = tmp_path / "m.keras"
+    save_model(build_ffn_convstack(FOV, depth=1, filters=2), model_file,
+               {"input_fov_shape": FOV, "output_fov_shape": FOV, "resolution": [10, 10, 10]})
+    args = argparse.Namespace(config_files=[], random_seed=None, model_file=str(model_file))
+    assert _load_config(args).volume.resolution.tolist() == [10, 10, 10]
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[volume]\nresolution = [20, 20, 20]\n")
+    args.config_files = [str(cfg)]
+    assert _load_config(args).volume.resolution.tolist() == [20, 20, 20]  # explicit wins
+
+
+def test_fill_volume_name_regex_that_matches_nothing_is_a_one_line_error(
+        tiny_volumes, tmp_path, capsys):
+    import h5py
+
+    from diluvian.__main__ import main
+    from diluvian.network import build_ffn_convstack, save_model
+
+    with h5py.File(tmp_path / "tiny.h5", "w") as f:
+        f["raw"] = tiny_volumes["vol_a"].image_data
+    (tmp_path / "data.toml").write_text('[[dataset]]\nname = "tiny"\nhdf5_file = "tiny.h5"\n'
+                                        'image_dataset = "raw"\nresolution = [40, 16, 16]\n')
+    model_file = tmp_path / "m.keras"
+    save_model(build_ffn_convstack(FOV, depth=1, filters=2), model_file,
+               {"input_fov_shape": FOV, "output_fov_shape": FOV})
+    status = main(["fill", "-m", str(model_file), "-v", str(tmp_path / "data.toml"),
+                   "--volume-name-regex", "no_such_volume", str(tmp_path / "seg_{volume}")])
+    assert status == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no volumes" in err[0]
+    assert not list(tmp_path.glob("seg_*"))
