@@ -1,4 +1,4 @@
-"""HDF5, Zarr/OME-Zarr, N5, image-slice folders and CATMAID tile stacks."""
+"""HDF5, Zarr/OME-Zarr, N5, image-slice folders and CATMAID tile stacks (over HTTP)."""
 
 from __future__ import annotations
 
@@ -14,13 +14,14 @@ import pytest
 from diluvian.util import DiluvianError
 from diluvian.volumes import (
     HDF5Volume,
+    ImageFolderVolume,
     ImageStackVolume,
     N5Volume,
     NdarrayVolume,
     ZarrVolume,
     write_n5_dataset,
 )
-from diluvian.volumes.stacks import tile_url
+from diluvian.volumes.tiles import tile_url
 
 
 @pytest.fixture
@@ -125,7 +126,7 @@ def test_n5_volume_round_trips_blocks(tmp_path, arrays, compression):
                      compression=compression, resolution=(40, 4, 4))
     write_n5_dataset(tmp_path / "v.n5", "labels", labels, block_size=(4, 8, 16),
                      compression=compression)
-    vol = N5Volume(tmp_path / "v.n5", "raw", "labels")
+    vol = N5Volume(tmp_path / "v.n5", image_dataset="raw", label_dataset="labels")
     np.testing.assert_array_equal(vol.resolution, (40, 4, 4))
     assert vol.shape == image.shape
     np.testing.assert_array_equal(vol.image_data[...], image)
@@ -168,7 +169,7 @@ def test_image_stack_directory_reads_slices(tmp_path, arrays, suffix):
     image, _, mask = arrays
     _write_slices(tmp_path / "img", image, suffix)
     _write_slices(tmp_path / "mask", mask.astype(np.uint8), suffix)
-    vol = ImageStackVolume.from_directory(tmp_path / "img", (40, 4, 4), mask_dir=tmp_path / "mask")
+    vol = ImageFolderVolume.from_directory(tmp_path / "img", (40, 4, 4), mask_dir=tmp_path / "mask")
     assert vol.shape == image.shape
     np.testing.assert_array_equal(vol.image_data[1:4, 5:9, :], image[1:4, 5:9, :])
     np.testing.assert_array_equal(vol.mask_data[...].astype(bool), mask)
@@ -177,7 +178,7 @@ def test_image_stack_directory_reads_slices(tmp_path, arrays, suffix):
 def test_image_stack_empty_folder_is_an_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DiluvianError, match="no PNG"):
-        ImageStackVolume.from_directory(tmp_path / "empty", (1, 1, 1))
+        ImageFolderVolume.from_directory(tmp_path / "empty", (1, 1, 1))
 
 
 @pytest.fixture
@@ -231,9 +232,9 @@ def test_catmaid_stack_reads_tiles_over_http(tile_server, source_type):
     vol = ImageStackVolume.from_catmaid_stack(info, {})
     assert vol.shape == (3, 12, 20)
     np.testing.assert_array_equal(vol.resolution, (40, 4, 4))
-    np.testing.assert_array_equal(vol.image_data[0, 3:11, 5:18], full[0, 3:11, 5:18])
+    np.testing.assert_array_equal(vol.image_data[0, 3:11, 5:18], full[0, 3:11, 5:18] / 256)
     assert not vol.image_data[1].any()
-    np.testing.assert_array_equal(vol.image_data[2], full[2])
+    np.testing.assert_array_equal(vol.image_data[2], full[2] / 256)
     fetched = len(requests)
     vol.image_data[0, 3:11, 5:18]  # served from the tile cache
     assert len(requests) == fetched
@@ -256,7 +257,7 @@ def test_catmaid_zoom_level_halves_xy_and_skips_broken_slices(tile_server):
         "tile_width": 8, "tile_height": 8, "zoom_level": 1})
     assert vol.shape == (2, 8, 8)
     np.testing.assert_array_equal(vol.resolution, (40, 8, 8))
-    assert np.all(vol.image_data[0] == 200) and not vol.image_data[1].any()
+    assert np.all(vol.image_data[0] == 200 / 256) and not vol.image_data[1].any()
 
 
 def test_catmaid_unknown_tile_source_type_is_an_error():

@@ -6,7 +6,8 @@
   :class:`PartitionedVolume`, :class:`DownsampledVolume`,
   :class:`SparseWrappedVolume`.
 - Formats: :class:`HDF5Volume`, :class:`ZarrVolume`, :class:`N5Volume`,
-  :class:`ImageStackVolume` (slice folders and CATMAID tile stacks).
+  :class:`ImageFolderVolume` (folders of PNG/TIFF slices) and
+  :class:`ImageStackVolume` (0.0.6's tiled stacks: CATMAID tile sources).
 - Dataset TOML files and the built-in synthetic EM dataset:
   :func:`load_volumes`, :func:`partition_volumes`,
   :func:`load_synthetic_volumes`; downloads into the cache:
@@ -32,7 +33,7 @@ from .generators import (
     SubvolumeGenerator,
 )
 from .hdf5 import HDF5Volume
-from .stacks import ImageStackVolume
+from .stacks import ImageFolderVolume
 from .subvolume import Subvolume, SubvolumeBounds
 from .synthetic import (
     DATASET_SEED,
@@ -41,6 +42,7 @@ from .synthetic import (
     make_synthetic_volume,
     synthetic_volume_files,
 )
+from .tiles import ImageStackVolume
 from .views import DownsampledVolume, PartitionedVolume, SparseWrappedVolume, VolumeView
 
 #: 0.0.6's nested name of :class:`SubvolumeBoundsGenerator`.
@@ -63,6 +65,7 @@ __all__ = [
     "DimOrder",
     "DownsampledVolume",
     "HDF5Volume",
+    "ImageFolderVolume",
     "ImageStackVolume",
     "N5Volume",
     "NdarrayVolume",

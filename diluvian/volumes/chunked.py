@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..util import DiluvianError
-from .arrays import LazyArray
+from .arrays import CroppedArray, LazyArray
 from .base import Volume
 
 __all__ = ["N5Array", "N5Volume", "ZarrVolume", "write_n5_dataset"]
@@ -247,53 +247,143 @@ def write_n5_dataset(container, dataset: str, data: np.ndarray, block_size=(16, 
 class N5Volume(Volume):
     """A volume backed by datasets of an N5 container, read lazily.
 
+    Takes diluvian 0.0.6's arguments, ``N5Volume(root_path, datasets,
+    bounds=None, resolution=None, translation=None)``, or the dataset paths
+    by keyword (as the dataset TOML key ``n5_file`` does).
+
     Parameters
     ----------
-    container : str or path-like
+    root_path : str or path-like
         N5 container folder.
-    image_dataset, label_dataset, mask_dataset : str, optional
-        Dataset paths. A multiscale group (holding ``s0``, ``s1``, ...) is
-        read at ``scale_level``.
+    datasets : dict or str, optional
+        0.0.6's map of ``'image'``, ``'label'`` (or ``'labels'``) and
+        ``'mask'`` to dataset paths, each a string or a table with a
+        ``'path'`` (its other keys, e.g. ``dtype``, are ignored); a string is
+        the image dataset's path.
+    bounds : sequence of 3 int, optional
+        ZYX shape of the volume in voxels; data beyond it are cut off and
+        missing data within it read as 0. Default: the datasets' shape.
     resolution : sequence of 3 numbers, optional
         nm per voxel ZYX; defaults to the dataset's ``resolution`` or
         ``pixelResolution`` attribute (stored XYZ), times the level's
         ``downsamplingFactors``.
-    scale_level : int, optional
+    translation : sequence of 3 numbers, optional
+        ZYX position of voxel (0, 0, 0) in project space, nm (default 0).
+    image_dataset, label_dataset, mask_dataset : str, optional (keyword)
+        Dataset paths. A multiscale group (holding ``s0``, ``s1``, ...) is
+        read at ``scale_level``.
+    scale_level : int, optional (keyword)
         Level of a multiscale group (default 0).
     """
 
-    def __init__(self, container, image_dataset=None, label_dataset=None, mask_dataset=None,
-                 resolution=None, scale_level=None):
-        self.container = Path(container)
+    def __init__(self, root_path, datasets=None, bounds=None, resolution=None,
+                 translation=None, *, image_dataset=None, label_dataset=None,
+                 mask_dataset=None, scale_level=None):
+        self.root_path = self.container = Path(root_path)
         if not self.container.is_dir():
             raise DiluvianError(f"{self.container}: N5 container not found")
-        arrays, found_res = [], None
-        for what, path in zip(("image_dataset", "label_dataset", "mask_dataset"),
+        paths = _n5_dataset_paths(self.container, datasets)
+        for what, path in zip(("image", "label", "mask"),
                               (image_dataset, label_dataset, mask_dataset)):
+            if path is not None:
+                paths[what] = path
+        if all(p is None for p in paths.values()):
+            raise DiluvianError(f"{self.container}: N5Volume needs at least one dataset")
+        self.datasets = paths
+        arrays, found_res = [], None
+        for what, path in paths.items():
             if path is None:
                 arrays.append(None)
                 continue
             folder = self.container / path
             if not folder.is_dir():
-                raise DiluvianError(f"{self.container}: {what} {path!r} is not in the container")
+                raise DiluvianError(f"{self.container}: {what} dataset {path!r} is not in "
+                                    "the container")
             group_attrs = _n5_attrs(folder)
             if "dimensions" not in group_attrs and (folder / "s0").is_dir():
                 level = 0 if scale_level is None else int(scale_level)
                 folder = folder / f"s{level}"
                 if not folder.is_dir():
-                    raise DiluvianError(f"{self.container}: {what} {path!r} has no scale level "
-                                        f"s{level}")
+                    raise DiluvianError(f"{self.container}: {what} dataset {path!r} has no "
+                                        f"scale level s{level}")
             array = N5Array(folder)
-            arrays.append(array)
             res = _n5_resolution(array.attrs, group_attrs)
             if found_res is None and res is not None:
                 found_res = res
+            if bounds is not None:
+                array = CroppedArray(array, np.zeros(3, np.int64), np.asarray(bounds, np.int64))
+            arrays.append(array)
         if resolution is None:
             resolution = found_res
         if resolution is None:
             raise DiluvianError(f"{self.container}: no resolution given and none in the "
                                 "attributes")
+        self.translation = np.zeros(3) if translation is None else np.asarray(translation)
         super().__init__(resolution, *arrays)
+        self.bounds = np.array(self.shape, np.int64)
+
+    @staticmethod
+    def from_toml(filename) -> dict[str, N5Volume]:
+        """The volumes of a TOML file's ``[[N5Volume]]`` tables, ``{title: volume}``.
+
+        Each table has ``title``, ``root_path`` (relative paths are tried
+        next to the TOML file first), ``datasets`` and optional ``bounds``,
+        ``resolution`` and ``translation`` (ZYX, as the constructor takes).
+        """
+        import tomllib
+
+        filename = Path(filename)
+        try:
+            with open(filename, "rb") as f:
+                tables = tomllib.load(f).get("N5Volume", [])
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise DiluvianError(f"{filename}: can not read TOML: {exc}") from None
+        volumes = {}
+        for table in tables:
+            title = table.get("title")
+            if not isinstance(title, str) or "root_path" not in table:
+                raise DiluvianError(f"{filename}: an [[N5Volume]] needs 'title' and 'root_path'")
+            root = Path(table["root_path"]).expanduser()
+            if not root.is_absolute() and (filename.parent / root).is_dir():
+                root = filename.parent / root
+            try:
+                volumes[title] = N5Volume(root, table.get("datasets"), table.get("bounds"),
+                                          table.get("resolution"), table.get("translation"))
+            except DiluvianError as exc:
+                raise DiluvianError(f"{filename}: [[N5Volume]] {title!r}: {exc}") from None
+        return volumes
+
+    def world_coord_to_real(self, a) -> np.ndarray:
+        """Voxel coordinate (ZYX) to project space, nm."""
+        return np.multiply(a, self.resolution) + self.translation
+
+    def real_coord_to_world(self, a) -> np.ndarray:
+        """Project space (nm, ZYX) to the voxel holding it (floor)."""
+        return np.floor_divide(np.asarray(a) - self.translation,
+                               self.resolution).astype(np.int64)
+
+
+def _n5_dataset_paths(container: Path, datasets) -> dict:
+    paths = {"image": None, "label": None, "mask": None}
+    if datasets is None:
+        return paths
+    if isinstance(datasets, (str, Path)):
+        paths["image"] = str(datasets)
+        return paths
+    if not isinstance(datasets, dict):
+        raise DiluvianError(f"{container}: N5Volume datasets must be a table of image, label "
+                            f"and mask dataset paths, got {datasets!r}")
+    for key, value in datasets.items():
+        what = {"labels": "label"}.get(key, key)
+        if what not in paths:
+            raise DiluvianError(f"{container}: unknown N5Volume dataset {key!r}; expected "
+                                "image, label (or labels) and mask")
+        if isinstance(value, dict):
+            value = value.get("path")
+        if not isinstance(value, str):
+            raise DiluvianError(f"{container}: N5Volume dataset {key!r} needs a path string")
+        paths[what] = value
+    return paths
 
 
 def _n5_resolution(attrs: dict, group_attrs: dict):

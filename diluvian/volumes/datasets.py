@@ -127,17 +127,19 @@ def _open_entry(filename: Path, entry: dict) -> Volume:
 
         klass = ZarrVolume if source == "zarr_file" else N5Volume
         return klass(path, resolution=res, scale_level=entry.get("scale_level"), **datasets)
-    from .stacks import ImageStackVolume
-
     if source == "image_stack_dir":
+        from .stacks import ImageFolderVolume
+
         if res is None:
             raise _fail(filename, name, "an image_stack_dir needs a resolution")
         extra = {k: _resolve(filename, entry, k) for k in ("label_stack_dir", "mask_stack_dir")
                  if k in entry}
-        return ImageStackVolume.from_directory(
+        return ImageFolderVolume.from_directory(
             path, res, label_dir=extra.get("label_stack_dir"),
             mask_dir=extra.get("mask_stack_dir"))
     import json
+
+    from .tiles import ImageStackVolume
 
     stack_info = json.loads(path.read_text())
     return ImageStackVolume.from_catmaid_stack(stack_info, entry.get("tile_source"))
