@@ -174,6 +174,9 @@ OPTION_CASES = [
     (["export-precomputed", "in.zarr", "out", "--chunk-size", "0", "64", "64"], "--chunk-size"),
     (["export-precomputed", "in.zarr", "out", "--resolution", "0", "1", "1"], "--resolution"),
     (["check-config", "-l", "LOUD"], "-l"),
+    (["train", "--max-minutes", "0"], "--max-minutes"),
+    (["train", "--max-minutes", "-3"], "--max-minutes"),
+    (["train", "--dtype-policy", "float64"], "--dtype-policy"),
 ]
 
 
@@ -319,6 +322,11 @@ CONFIG_CASES = [
     ("[training]\nvalidation_size = -1\n", "validation_size"),
     ("[training]\npatience = -1\n", "patience"),
     ("random_seed = -4\n", "random_seed"),
+    ("[training]\nmax_minutes = 0\n", "max_minutes"),
+    ("[training]\nsampling_bins = [0.5, 0.2]\n", "sampling_bins"),
+    ("[training]\nsampling_bins = [0.0, 0.5]\n", "sampling_bins"),
+    ("[training]\nsampling = \"everywhere\"\n", "sampling"),
+    ("[training]\ndtype_policy = \"float8\"\n", "dtype_policy"),
 ]
 
 

@@ -470,6 +470,12 @@ class TrainingConfig(BaseConfig):
 
     def _validate(self, source: str) -> None:
         s = f"{source}: [training]"
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise DiluvianError(f"{s} max_minutes = {self.max_minutes} must be positive")
+        edges = np.asarray(self.sampling_bins, dtype=np.float64)
+        if edges.size < 1 or np.any(np.diff(edges) <= 0) or edges[0] <= 0 or edges[-1] > 1:
+            raise DiluvianError(f"{s} sampling_bins = {edges.tolist()} must be increasing "
+                                "fractions in (0, 1]")
         for name in ("num_gpus", "num_workers", "gpu_batch_size", "total_epochs",
                      "training_size", "validation_size", "patience"):
             least = 0 if name in ("num_workers", "validation_size", "patience") else 1
