@@ -168,7 +168,7 @@ def test_cli_existing_output_needs_overwrite(tmp_path, capsys):
     (lambda d: write_store(d / "in.zarr", synthetic_labels()), ["--dataset", "nope"],
      "no array 'nope'"),
     (lambda d: write_store(d / "in.zarr", synthetic_labels()), ["--chunk-size", "0", "4", "4"],
-     "chunk size"),
+     "--chunk-size 0 4 4"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys, make, args, message):
     make(tmp_path)
@@ -176,7 +176,7 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys, make, args, message)
     assert main(["export-precomputed", str(source), str(tmp_path / "ng"), *args]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
-    if message != "chunk size":
+    if not message.startswith("--chunk-size"):
         assert str(source) in err
     assert not (tmp_path / "ng").exists() and leftovers(tmp_path) == []
 
