@@ -167,7 +167,7 @@ def fill_block(volume, store, layout: BlockLayout, index, model, fill_options: d
     own image otherwise. Returns the block's
     :class:`~diluvian.fill.FillStats` as a dict.
     """
-    from ..fill import fill_volume_with_model
+    from ..fill.dense import fill_volume_with_model
     from ..volumes.base import NdarrayVolume
 
     block = layout.block(index)

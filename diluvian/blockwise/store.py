@@ -88,7 +88,7 @@ def _store_settings(layout: BlockLayout, resolution, threshold: float, min_voxel
 
 
 def _stats_fields() -> list[str]:
-    from ..fill import FillStats
+    from ..fill.state import FillStats
 
     return [f.name for f in fields(FillStats)]
 
@@ -188,7 +188,7 @@ def _read_block_stats(group, layout: BlockLayout) -> dict:
 
 
 def _sum_stats(block_stats: dict):
-    from ..fill import FillStats
+    from ..fill.state import FillStats
 
     total = FillStats()
     names = {f.name for f in fields(FillStats)}
