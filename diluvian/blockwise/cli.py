@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..util import DiluvianError, atomic_output
-from .layout import BlockLayout, box_slices
+from .layout import BlockLayout
 from .run import dask_client, fill_volume_blockwise
 from .store import LABELS
 
@@ -67,7 +67,7 @@ def write_store_hdf5(store, hdf5_path, toml_path, volume_name: str, image=None,
                                    chunks=chunks, compression="gzip", compression_opts=1)
             raw.attrs["resolution"] = resolution
         for block in layout:
-            sl = box_slices(block.core_lo, block.core_hi)
+            sl = block.core.to_slices()
             data = np.asarray(labels[sl])
             if background_label_id != 0:
                 data[data == 0] = background_label_id

@@ -28,8 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..geometry import Box
 from ..util import DiluvianError
-from .layout import BlockLayout, box_slices
+from .layout import BlockLayout
 from .seeds import global_seeding
 
 __all__ = [
@@ -208,4 +209,4 @@ def read_labels(store, lo=None, hi=None) -> np.ndarray:
     labels = _open(store, LABELS, "r")
     if lo is None:
         return np.asarray(labels[...])
-    return np.asarray(labels[box_slices(lo, hi)])
+    return np.asarray(labels[Box(lo, hi).to_slices()])
