@@ -8,6 +8,7 @@ fill -> postprocessing -> evaluate / view; this module sits before all of them.
 from __future__ import annotations
 
 import contextlib
+import csv
 import importlib
 import os
 import tempfile
@@ -16,6 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
+from .errors import DiluvianError
+from .wrapped_viewer import WrappedViewer  # noqa: F401 - 0.0.6's diluvian.util.WrappedViewer
 
 __all__ = [
     "DiluvianError",
@@ -37,14 +41,6 @@ __all__ = [
     "to_float_image",
     "write_keras_history_to_csv",
 ]
-
-
-class DiluvianError(Exception):
-    """An error caused by user input (a file, key or value).
-
-    The command line prints its message as one line and exits with status 2;
-    no traceback is shown unless logging is at ``DEBUG``.
-    """
 
 
 class Interrupted(KeyboardInterrupt):
@@ -448,25 +444,27 @@ def extend_keras_history(a, b):
     return a
 
 
+def write_history_csv(history: list[dict[str, float]], filename) -> None:
+    """Write history rows (dicts with an ``epoch`` key) to CSV, atomically."""
+    keys: list[str] = ["epoch", "loss", "val_loss"]
+    for row in history:
+        for k in row:
+            if k not in keys:
+                keys.append(k)
+    with atomic_output(filename) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys, restval="")
+        writer.writeheader()
+        for row in history:
+            writer.writerow(row)
+
+
 def write_keras_history_to_csv(history, filename) -> None:
     """Write a Keras ``History`` (``epoch`` and ``history``) to CSV, one row per epoch.
 
     The rows are those :func:`diluvian.training.write_history_csv` writes.
     """
-    from .training.train import write_history_csv
-
     epochs = list(getattr(history, "epoch", None) or range(len(next(
         iter(history.history.values()), []))))
     rows = [{"epoch": e, **{k: v[i] for k, v in history.history.items() if i < len(v)}}
             for i, e in enumerate(epochs)]
     write_history_csv(rows, filename)
-
-
-def __getattr__(name: str):
-    # ``diluvian.util.WrappedViewer`` lives in diluvian.viewer; import it (and
-    # neuroglancer) only when asked for.
-    if name == "WrappedViewer":
-        from .viewer import WrappedViewer
-
-        return WrappedViewer
-    raise AttributeError(f"module 'diluvian.util' has no attribute {name!r}")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..util import DiluvianError, atomic_output
-from .layout import BlockLayout, box_slices
+from .layout import BlockLayout
 from .run import dask_client, fill_volume_blockwise
 from .store import LABELS
 
@@ -47,7 +47,7 @@ def write_store_hdf5(store, hdf5_path, toml_path, volume_name: str, image=None,
     import tomli_w
     import zarr
 
-    from ..fill import dataset_name
+    from ..fill.state import dataset_name
     from ..volumes.hdf5 import DATASET_PATHS
 
     IMAGE_PATH, LABEL_PATH = DATASET_PATHS["image_data"], DATASET_PATHS["label_data"]  # noqa: N806
@@ -67,7 +67,7 @@ def write_store_hdf5(store, hdf5_path, toml_path, volume_name: str, image=None,
                                    chunks=chunks, compression="gzip", compression_opts=1)
             raw.attrs["resolution"] = resolution
         for block in layout:
-            sl = box_slices(block.core_lo, block.core_hi)
+            sl = block.core.to_slices()
             data = np.asarray(labels[sl])
             if background_label_id != 0:
                 data[data == 0] = background_label_id
@@ -147,7 +147,7 @@ def fill_volumes_blockwise(
                             f"{len(volumes)} volumes")
     if model_file is None:
         raise DiluvianError("filling needs a trained model file (-m MODEL_FILE)")
-    from ..fill import segmentation_paths
+    from ..fill.state import segmentation_paths
     from ..network import apply_model_settings, read_model_settings
 
     apply_model_settings(config, read_model_settings(model_file), source=str(model_file))

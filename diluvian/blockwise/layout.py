@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..geometry import Box
 from ..util import DiluvianError
 
 __all__ = [
@@ -40,17 +41,17 @@ FACE_OFFSETS: tuple[tuple[int, int, int], ...] = tuple(
 
 
 def box_slices(lo, hi) -> tuple[slice, ...]:
-    """Slices of the box ``[lo, hi)``."""
-    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    """Slices of the box ``[lo, hi)`` (``Box(lo, hi).to_slices()``)."""
+    return Box(lo, hi).to_slices()
 
 
 def box_intersection(lo_a, hi_a, lo_b, hi_b) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(lo, hi)`` of the intersection of two boxes, ``None`` when it is empty."""
-    lo = np.maximum(np.asarray(lo_a), np.asarray(lo_b))
-    hi = np.minimum(np.asarray(hi_a), np.asarray(hi_b))
-    if np.any(hi <= lo):
-        return None
-    return lo, hi
+    """``(lo, hi)`` of the intersection of two boxes, ``None`` when it is empty.
+
+    See :meth:`diluvian.geometry.Box.intersect`.
+    """
+    box = Box(lo_a, hi_a).intersect(Box(lo_b, hi_b))
+    return None if box is None else (box.lo, box.hi)
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,16 @@ class Block:
     core_hi: tuple[int, int, int]
     outer_lo: tuple[int, int, int]
     outer_hi: tuple[int, int, int]
+
+    @property
+    def core(self) -> Box:
+        """The block core as a :class:`~diluvian.geometry.Box`."""
+        return Box(self.core_lo, self.core_hi)
+
+    @property
+    def outer(self) -> Box:
+        """The outer box (core with its clipped margin) as a :class:`~diluvian.geometry.Box`."""
+        return Box(self.outer_lo, self.outer_hi)
 
     @property
     def key(self) -> str:
@@ -139,13 +150,11 @@ class BlockLayout:
         index = tuple(int(i) for i in index)
         if any(not 0 <= i < g for i, g in zip(index, self.grid_shape)):
             raise IndexError(f"block {list(index)} outside grid {list(self.grid_shape)}")
-        core_lo = tuple(i * b for i, b in zip(index, self.block_shape))
-        core_hi = tuple(min(lo + b, s) for lo, b, s in zip(core_lo, self.block_shape, self.shape))
-        outer_lo = tuple(max(lo - o, 0) for lo, o in zip(core_lo, self.block_overlap))
-        outer_hi = tuple(min(hi + o, s) for hi, o, s in zip(core_hi, self.block_overlap,
-                                                            self.shape))
+        start = np.asarray(index) * np.asarray(self.block_shape)
+        core = Box.from_shape(self.block_shape, start).clip(self.shape)
+        outer = core.grow(self.block_overlap).clip(self.shape)
         number = int(np.ravel_multi_index(index, self.grid_shape))
-        return Block(index, number, core_lo, core_hi, outer_lo, outer_hi)
+        return Block(index, number, core.start, core.stop, outer.start, outer.stop)
 
     def neighbours(self, block: Block, faces: bool = False) -> list[Block]:
         """The forward 26-neighbours of ``block`` (see :data:`FORWARD_OFFSETS`) in the grid.
@@ -169,20 +178,23 @@ class BlockLayout:
         >>> lo.tolist(), hi.tolist()
         ([0, 0, 0], [10, 20, 20])
         """
-        margin = np.asarray(margin, dtype=np.int64)
-        return (np.maximum(np.asarray(lo) - margin, 0),
-                np.minimum(np.asarray(hi) + margin, np.asarray(self.shape)))
+        box = self.grow(Box(lo, hi), margin)
+        return box.lo, box.hi
+
+    def grow(self, box: Box, margin) -> Box:
+        """``box`` grown by ``margin`` voxels on each side, clipped to the volume."""
+        return box.grow(margin).clip(self.shape)
 
     def scratch_box(self, block: Block, lo, hi) -> tuple[slice, ...]:
         """Slices of the scratch array holding the volume box ``[lo, hi)`` of ``block``'s outer box."""
         origin = np.asarray(block.core_lo) - np.asarray(self.block_overlap)
         slot = np.asarray(block.index) * np.asarray(self.slot_shape)
-        return box_slices(slot + np.asarray(lo) - origin, slot + np.asarray(hi) - origin)
+        return Box(lo, hi).shift(slot - origin).to_slices()
 
     def slot_slices(self, block: Block) -> tuple[slice, ...]:
         """Slices of ``block``'s whole slot (one chunk) in the scratch array."""
         slot = np.asarray(block.index) * np.asarray(self.slot_shape)
-        return box_slices(slot, slot + np.asarray(self.slot_shape))
+        return Box.from_shape(self.slot_shape, slot).to_slices()
 
     @staticmethod
     def global_id_offset(block: Block) -> int:

@@ -40,8 +40,9 @@ from typing import Any
 
 import numpy as np
 
+from ..geometry import Box
 from ..util import DiluvianError, make_rng
-from .layout import BlockLayout, box_intersection, box_slices
+from .layout import BlockLayout
 from .reconcile import consecutive_ids, overlap_matches
 from .seeds import block_seeds, global_seeding, needs_levels, read_mask, sobel_levels
 from .store import (
@@ -152,8 +153,13 @@ def worker_model(model, config, tf_threads: int | None = None):
 
 
 def context_box(layout: BlockLayout, block, input_fov_shape) -> tuple[np.ndarray, np.ndarray]:
-    """A block's outer box grown by half an input FOV on each side, within the volume."""
-    return layout.grown(block.outer_lo, block.outer_hi, [int(s) // 2 for s in input_fov_shape])
+    """A block's outer box grown by half an input FOV on each side, within the volume (lo, hi)."""
+    box = _context(layout, block, input_fov_shape)
+    return box.lo, box.hi
+
+
+def _context(layout: BlockLayout, block, input_fov_shape) -> Box:
+    return layout.grow(block.outer, [int(s) // 2 for s in input_fov_shape])
 
 
 def fill_block(volume, store, layout: BlockLayout, index, model, fill_options: dict, config,
@@ -167,15 +173,16 @@ def fill_block(volume, store, layout: BlockLayout, index, model, fill_options: d
     own image otherwise. Returns the block's
     :class:`~diluvian.fill.FillStats` as a dict.
     """
-    from ..fill import fill_volume_with_model
+    from ..fill.dense import fill_volume_with_model
     from ..volumes.base import NdarrayVolume
 
     block = layout.block(index)
     # The outer box is filled; half an input FOV around it (within the volume)
     # is read as context only, so FOVs near the block's faces see real image
     # where a single-process fill would, not padding.
-    lo, hi = context_box(layout, block, config.model.input_fov_shape)
-    box = box_slices(lo, hi)
+    context = _context(layout, block, config.model.input_fov_shape)
+    lo, hi = context.lo, context.hi
+    box = context.to_slices()
     image = np.asarray(volume.image_data[box])
     ignore_mask = bool(fill_options.get("ignore_mask"))
     sub = NdarrayVolume(volume.resolution, image_data=image,
@@ -195,7 +202,7 @@ def fill_block(volume, store, layout: BlockLayout, index, model, fill_options: d
                                            background_label_id=0,
                                            checkpoint_interval=0, progress=False, config=config,
                                            **fill_options)
-    labels = labels[box_slices(before, np.asarray(labels.shape) - after)]
+    labels = labels[block.outer.shift(-lo).to_slices()]
     # Bodies may reach into the context; count only the block's own box.
     stats.labelled_voxels = int(np.count_nonzero(labels))
     if labels.size and int(labels.max()) >= 1 << 32:
@@ -203,7 +210,7 @@ def fill_block(volume, store, layout: BlockLayout, index, model, fill_options: d
                             "[fill] block_shape")
     slot = np.zeros(layout.slot_shape, dtype=np.uint64)
     origin = np.asarray(block.core_lo) - np.asarray(layout.block_overlap)
-    inner = box_slices(np.asarray(block.outer_lo) - origin, np.asarray(block.outer_hi) - origin)
+    inner = block.outer.shift(-origin).to_slices()
     offset = np.uint64(layout.global_id_offset(block))
     slot[inner] = np.where(labels != 0, labels.astype(np.uint64) | offset, np.uint64(0))
     _open(store, SCRATCH)[layout.slot_slices(block)] = slot
@@ -226,11 +233,11 @@ def reconcile_block(store, layout: BlockLayout, index, threshold: float,
     ids = np.unique(scratch[layout.scratch_box(block, block.core_lo, block.core_hi)])
     merges: list[tuple[int, int]] = []
     for other in layout.neighbours(block, faces=True):
-        box = box_intersection(block.outer_lo, block.outer_hi, other.outer_lo, other.outer_hi)
+        box = block.outer.intersect(other.outer)
         if box is None:
             continue
-        mine = scratch[layout.scratch_box(block, *box)]
-        theirs = scratch[layout.scratch_box(other, *box)]
+        mine = scratch[layout.scratch_box(block, box.lo, box.hi)]
+        theirs = scratch[layout.scratch_box(other, box.lo, box.hi)]
         merges.extend(overlap_matches(mine, theirs, threshold, min_voxels))
     return ids[ids != 0], np.asarray(merges, dtype=np.uint64).reshape(-1, 2)
 
@@ -245,7 +252,7 @@ def relabel_block(store, layout: BlockLayout, index, keys: np.ndarray,
     nz = core != 0
     if nz.any():
         out[nz] = values[np.searchsorted(keys, core[nz])]
-    _open(group_path, LABELS)[box_slices(block.core_lo, block.core_hi)] = out
+    _open(group_path, LABELS)[block.core.to_slices()] = out
 
 
 # --------------------------------------------------------------------------

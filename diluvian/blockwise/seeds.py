@@ -35,7 +35,7 @@ from ..preprocessing import (
     sobel_features,
     sobel_halo,
 )
-from .layout import BlockLayout, box_slices
+from .layout import BlockLayout
 
 __all__ = ["SEED_HALO", "block_seeds", "global_seeding", "needs_levels", "read_mask",
            "sobel_levels"]
@@ -68,12 +68,12 @@ def read_mask(volume, box, ignore_mask: bool = False) -> np.ndarray | None:
 def _core_features(volume, layout: BlockLayout, index, ignore_mask: bool):
     """Smoothed intensity and edge magnitude of a block core's (unmasked) voxels."""
     block = layout.block(index)
-    lo, hi = layout.grown(block.core_lo, block.core_hi, sobel_halo(volume.resolution))
-    image, edges = sobel_features(np.asarray(volume.image_data[box_slices(lo, hi)]),
+    halo = layout.grow(block.core, sobel_halo(volume.resolution))
+    image, edges = sobel_features(np.asarray(volume.image_data[halo.to_slices()]),
                                   volume.resolution)
-    core = box_slices(np.asarray(block.core_lo) - lo, np.asarray(block.core_hi) - lo)
+    core = block.core.shift(-halo.lo).to_slices()
     image, edges = image[core], edges[core]
-    mask = read_mask(volume, box_slices(block.core_lo, block.core_hi), ignore_mask)
+    mask = read_mask(volume, block.core.to_slices(), ignore_mask)
     if mask is not None:
         image, edges = image[mask], edges[mask]
     return image.ravel(), edges.ravel()
@@ -153,14 +153,14 @@ def block_seeds(volume, layout: BlockLayout, index, seed_generator: str, levels=
     if generator is grid_seeds:
         axes = [a[(a >= b) & (a < e)] for a, b, e in zip(grid_axes(layout.shape), lo, hi)]
         seeds = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
-        mask = read_mask(volume, box_slices(lo, hi), ignore_mask)
+        mask = read_mask(volume, block.outer.to_slices(), ignore_mask)
         if mask is not None and len(seeds):
             seeds = seeds[mask[tuple((seeds - lo).T)]]
         return seeds.astype(np.int64)
     if levels is None:
         return np.zeros((0, 3), dtype=np.int64)
-    s_lo, s_hi = layout.grown(lo, hi, SEED_HALO)
-    box = box_slices(s_lo, s_hi)
+    halo = layout.grow(block.outer, SEED_HALO)
+    s_lo, box = halo.lo, halo.to_slices()
     seeds = intensity_distance_seeds(np.asarray(volume.image_data[box]), volume.resolution,
                                      mask=read_mask(volume, box, ignore_mask),
                                      threshold=levels[0], level=levels[1]) + s_lo

@@ -28,8 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..geometry import Box
 from ..util import DiluvianError
-from .layout import BlockLayout, box_slices
+from .layout import BlockLayout
 from .seeds import global_seeding
 
 __all__ = [
@@ -88,7 +89,7 @@ def _store_settings(layout: BlockLayout, resolution, threshold: float, min_voxel
 
 
 def _stats_fields() -> list[str]:
-    from ..fill import FillStats
+    from ..fill.state import FillStats
 
     return [f.name for f in fields(FillStats)]
 
@@ -188,7 +189,7 @@ def _read_block_stats(group, layout: BlockLayout) -> dict:
 
 
 def _sum_stats(block_stats: dict):
-    from ..fill import FillStats
+    from ..fill.state import FillStats
 
     total = FillStats()
     names = {f.name for f in fields(FillStats)}
@@ -208,4 +209,4 @@ def read_labels(store, lo=None, hi=None) -> np.ndarray:
     labels = _open(store, LABELS, "r")
     if lo is None:
         return np.asarray(labels[...])
-    return np.asarray(labels[box_slices(lo, hi)])
+    return np.asarray(labels[Box(lo, hi).to_slices()])

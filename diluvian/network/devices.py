@@ -81,7 +81,7 @@ class MultiDevicePredictor:
     def _run(self, k: int, images: np.ndarray, masks: np.ndarray) -> np.ndarray:
         import tensorflow as tf
 
-        from ..regions import as_predictor
+        from ..predictor import as_predictor
 
         with tf.device(self.devices[k]):
             return as_predictor(self.replicas[k])(images, masks)

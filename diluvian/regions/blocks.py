@@ -29,12 +29,20 @@ MOVES = ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1))
 
 
 def box_slices(lo: Sequence[int], hi: Sequence[int]) -> tuple[slice, slice, slice]:
-    """The three slices of the box ``[lo, hi)``."""
+    """The three slices of the box ``[lo, hi)``.
+
+    The per-FOV fast path of :meth:`diluvian.geometry.Box.to_slices` (plain
+    tuples, no :class:`~diluvian.geometry.Box` built).
+    """
     return (slice(lo[0], hi[0]), slice(lo[1], hi[1]), slice(lo[2], hi[2]))
 
 
 def clip_box(lo, hi, shape) -> tuple[list[int], list[int], bool]:
-    """Clip ``[lo, hi)`` to a volume of ``shape``; also say whether it was inside already."""
+    """Clip ``[lo, hi)`` to a volume of ``shape``; also say whether it was inside already.
+
+    The per-FOV fast path of :meth:`diluvian.geometry.Box.clip` and
+    :meth:`~diluvian.geometry.Box.inside`.
+    """
     inside = (lo[0] >= 0 and lo[1] >= 0 and lo[2] >= 0 and hi[0] <= shape[0]
               and hi[1] <= shape[1] and hi[2] <= shape[2])
     if inside:

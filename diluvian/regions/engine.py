@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..predictor import Predictor, as_predictor
 from ..util import DiluvianError
 
 if TYPE_CHECKING:
@@ -31,9 +32,6 @@ if TYPE_CHECKING:
 
 __all__ = ["FovRequest", "Predictor", "as_predictor", "fill_regions", "iter_fill_regions"]
 
-#: ``predictor(images, masks) -> probs``: float32 ``(N, *input_fov)`` twice in,
-#: ``(N, *output_fov)`` probabilities out.
-Predictor = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass(eq=False, slots=True)
@@ -62,46 +60,6 @@ class FovRequest:
     center_vox: tuple[int, int, int]
     image: np.ndarray
     mask: np.ndarray
-
-
-def as_predictor(model: Any) -> Predictor:
-    """Return ``predictor(images, masks) -> probs`` for a Keras model or a callable.
-
-    Parameters
-    ----------
-    model : keras.Model or callable
-        Anything with ``predict_on_batch`` (duck-typed; Keras is not
-        imported) taking ``[images[..., None], masks[..., None]]`` and
-        returning probabilities shaped ``(N, *output_fov_shape, 1)``; or a
-        callable already following the predictor interface, returned as is.
-
-    Returns
-    -------
-    callable
-        ``predictor(images, masks)`` with ``images`` and ``masks`` float32
-        ``(N, *input_fov_shape)``, returning ``(N, *output_fov_shape)``.
-
-    Examples
-    --------
-    >>> p = as_predictor(lambda images, masks: masks)
-    >>> p(np.zeros((1, 3, 3, 3), np.float32), np.ones((1, 3, 3, 3), np.float32)).shape
-    (1, 3, 3, 3)
-    """
-    predict_on_batch = getattr(model, "predict_on_batch", None)
-    if predict_on_batch is not None:
-        def predictor(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
-            out = predict_on_batch([images[..., None], masks[..., None]])
-            if isinstance(out, (list, tuple)):
-                out = out[0]
-            return np.asarray(out)[..., 0]
-
-        predictor.model = model  # type: ignore[attr-defined]
-        return predictor
-    if callable(model):
-        return model
-    raise TypeError(
-        f"model must have predict_on_batch or be callable predictor(images, masks), "
-        f"got {type(model).__name__}")
 
 
 def _predict(predictor: Predictor, batch: list[FovRequest]) -> np.ndarray:

@@ -32,7 +32,6 @@ if no epoch had a finite validation metric, the last epoch's model is saved.
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 from dataclasses import dataclass, field
@@ -41,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from ..util import DiluvianError, atomic_output
+from ..util import DiluvianError, atomic_output, write_history_csv
 from .data import TrainingData, make_tf_dataset
 from .moving import MovingTrainer, fit_moving
 from .validation import ValidationSet, metric_name
@@ -154,20 +153,6 @@ def _suffixed(base: Path, suffix: str) -> Path:
 # --------------------------------------------------------------------------
 # Outputs.
 # --------------------------------------------------------------------------
-
-
-def write_history_csv(history: list[dict[str, float]], filename) -> None:
-    """Write history rows (dicts with an ``epoch`` key) to CSV, atomically."""
-    keys: list[str] = ["epoch", "loss", "val_loss"]
-    for row in history:
-        for k in row:
-            if k not in keys:
-                keys.append(k)
-    with atomic_output(filename) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys, restval="")
-        writer.writeheader()
-        for row in history:
-            writer.writerow(row)
 
 
 def plot_history(history: list[dict[str, float]], filename) -> None:
