@@ -408,6 +408,7 @@ def _check_options(args) -> None:
     _at_least(args, "block_shape", "--block-shape", 1)
     _at_least(args, "block_overlap", "--block-overlap", 0)
     _at_least(args, "workers", "--workers", 1)
+    _at_least(args, "max_minutes", "--max-minutes", 1e-9, "a positive number of minutes")
     _at_least(args, "background_label_id", "--background-label-id", 0)
     _at_least(args, "bounds_num_moves", "--bounds-num-moves", 0)
     _at_least(args, "num_regions", "--num-regions", 1)
@@ -542,8 +543,6 @@ def _cmd_train(args) -> int:
     if args.dtype_policy is not None:
         config.training.dtype_policy = args.dtype_policy
     if args.max_minutes is not None:
-        if not args.max_minutes > 0:
-            raise DiluvianError(f"--max-minutes {args.max_minutes} must be positive")
         config.training.max_minutes = float(args.max_minutes)
     volumes = _load_volumes(args, config)
     train_network(
