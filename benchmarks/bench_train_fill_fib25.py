@@ -150,7 +150,10 @@ def checkpoints_at(history: Path, minutes: list[float], pattern: str) -> list[tu
 def train(args, work: Path, train_toml: Path) -> tuple[Path, dict]:
     """Run ``diluvian train``; the model file and figures of the run."""
     bench_cfg = work / "bench-training.toml"
-    bench_cfg.write_text("[training]\npartitions = {}\ntraining_partition = {}\n"
+    # FIB-25 is 10 nm isotropic here; a model file's own resolution (the
+    # recipe's) still wins, and an imported FFN model carries none.
+    bench_cfg.write_text("[volume]\nresolution = [10, 10, 10]\n\n"
+                         "[training]\npartitions = {}\ntraining_partition = {}\n"
                          "validation_partition = {}\n")
     base = work / "trained"
     cmd = ["train", "-c", str(args.config), "-c", str(bench_cfg), "-v", str(train_toml),

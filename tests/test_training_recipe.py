@@ -271,3 +271,23 @@ def test_fill_volume_name_regex_that_matches_nothing_is_a_one_line_error(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no volumes" in err[0]
     assert not list(tmp_path.glob("seg_*"))
+
+
+def test_packaged_fine_tuning_recipe_keeps_to_ffns_own_augmentations():
+    """``conf/fib25_finetune.toml`` trains a network made elsewhere: a small rate, and
+    only mirrors and permutations (noise, contrast and missing sections are inputs
+    Google's network never saw; on FIB-25 they raise its loss from 0.34 to 0.79)."""
+    import tomllib
+    from pathlib import Path
+
+    import diluvian
+
+    path = Path(diluvian.__file__).parent / "conf" / "fib25_finetune.toml"
+    recipe = tomllib.loads(path.read_text())
+    config = Config([recipe])
+    assert "model" not in recipe and "network" not in recipe  # those come from -m MODEL
+    assert config.optimizer.learning_rate <= 1e-4
+    t = config.training
+    assert not t.augment_noise and not t.augment_contrast and not t.augment_missing_data
+    assert list(t.augment_mirrors) and list(t.augment_permute_axes)
+    assert t.max_minutes == 30
