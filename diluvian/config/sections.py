@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ __all__ = [
     "PostprocessingConfig",
     "TrainingConfig",
     "VolumeConfig",
+    "allow_move_policy",
 ]
 
 
@@ -83,7 +85,9 @@ class ModelConfig(BaseConfig):
         ``FaceMaxMovementPolicy``): the voxel of highest probability on the
         move-check face, so centres follow the object; each lattice cell
         (``round((centre - seed) / move_step)``) is predicted at most once.
-        Models imported with ``import-ffn`` use ``'face_max'``.
+        Models imported with ``import-ffn`` use ``'face_max'``. Policies
+        added with :func:`diluvian.regions.register_move_policy` are valid
+        too.
     training_subv_shape : ndarray of int, optional
         Shape of the subvolumes used during moving training. Defaults (as in
         diluvian 0.0.6) to ``input_fov_shape + 2 * move_step``: 27 FOV
@@ -187,6 +191,18 @@ class ModelConfig(BaseConfig):
         """``validation_subv_shape`` if set, else ``input_fov_shape + 4 * move_step``."""
         v = self.validation_subv_shape
         return self.input_fov_shape + 4 * self.move_step if v is None else v
+
+
+def allow_move_policy(name: str) -> None:
+    """Accept ``name`` for ``[model] move_policy``.
+
+    Called by :func:`diluvian.regions.register_move_policy`, which owns the
+    policies (the configuration does not import them).
+    """
+    field = ModelConfig.FIELDS["move_policy"]
+    if name not in field.choices:
+        ModelConfig.FIELDS["move_policy"] = dataclasses.replace(
+            field, choices=(*field.choices, name))
 
 
 class NetworkConfig(BaseConfig):

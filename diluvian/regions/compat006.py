@@ -46,7 +46,7 @@ class RegionCompatMixin:
         """
         if isinstance(pos, dict):
             pos, v = pos["pos"], pos["v"]
-        return -self._priority(tuple(int(p) for p in pos), float(v))
+        return -self.policy.priority(tuple(int(p) for p in pos), float(v))
 
     def get_viewer(self, transpose: bool = False):
         """A :class:`~diluvian.viewer.WrappedViewer` of the image, mask and target."""

@@ -1,12 +1,14 @@
 """The :class:`Region`: one object being flood filled from a seed.
 
-Coordinates are voxel indices Z, Y, X in the image volume. With ``[model]
-move_policy = "lattice"`` (diluvian's) FOV centres lie on the *move
-lattice*: ``vox = seed_vox + pos * move_step`` for integer lattice positions
-``pos`` (the seed is position ``(0, 0, 0)``). With ``"face_max"`` (Google
-FFN's) a move goes to the voxel of highest probability on the move-check
-face, and ``pos`` is the lattice *cell* of the centre, ``round((vox -
-seed_vox) / move_step)``: each cell is predicted at most once.
+Coordinates are voxel indices Z, Y, X in the image volume. Which FOV
+centres a region visits is decided by its move policy
+(:mod:`diluvian.regions.movement`, named by ``[model] move_policy``). Every
+move has a *lattice position* ``pos``: with ``"lattice"`` (diluvian's) FOV
+centres lie on the *move lattice*, ``vox = seed_vox + pos * move_step`` (the
+seed is position ``(0, 0, 0)``); with ``"face_max"`` (Google FFN's) a move
+goes to the voxel of highest probability on the move-check face, and ``pos``
+is the lattice *cell* of the centre, ``round((vox - seed_vox) /
+move_step)``: each cell is predicted at most once.
 
 A block of shape ``S`` centred on ``vox`` starts at
 ``vox - input_fov_shape // 2 + (input_fov_shape - S) // 2`` (for ``S`` no
@@ -17,8 +19,6 @@ the end) puts its output.
 
 from __future__ import annotations
 
-import heapq
-import math
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -36,7 +36,7 @@ from .blocks import (
 )
 from .compat006 import RegionCompatMixin
 from .engine import FovRequest
-from .moves import MoveQueueMixin
+from .movement import MovePolicy, move_policy_class
 from .results import RegionFillMixin
 
 __all__ = ["Region"]
@@ -56,7 +56,7 @@ class _MoveDelta:
         return obj.move_step.copy()
 
 
-class Region(MoveQueueMixin, RegionFillMixin, RegionCompatMixin):
+class Region(RegionFillMixin, RegionCompatMixin):
     """A region being flood filled in an image volume from a seed voxel.
 
     Parameters
@@ -83,7 +83,8 @@ class Region(MoveQueueMixin, RegionFillMixin, RegionCompatMixin):
         How image blocks reaching past the volume edge are padded
         (default ``'reflect'``); mask blocks are padded with ``v_false``.
     model_config : diluvian.config.ModelConfig, optional
-        FOV shapes, move step, thresholds and move policy; defaults to
+        FOV shapes, move step, thresholds and move policy (a name registered
+        in :data:`diluvian.regions.movement.MOVE_POLICIES`); defaults to
         ``diluvian.config.CONFIG.model``.
     rng : numpy.random.Generator, optional
         Random stream for ``move_priority = 'random'``; defaults to a fixed
@@ -118,6 +119,8 @@ class Region(MoveQueueMixin, RegionFillMixin, RegionCompatMixin):
         Seed voxel.
     move_step : ndarray of int
         Lattice step in voxels (also ``MOVE_DELTA``).
+    policy : diluvian.regions.movement.MovePolicy
+        The move policy, owner of the move queue and the visited positions.
     num_moves : int
         Predictions applied so far.
     num_skipped : int
@@ -178,10 +181,7 @@ class Region(MoveQueueMixin, RegionFillMixin, RegionCompatMixin):
                 "'proximity' or 'random'")
         self.move_recheck = bool(model_config.move_recheck)
         self.move_policy = str(getattr(model_config, "move_policy", "lattice"))
-        if self.move_policy not in ("lattice", "face_max"):
-            raise DiluvianError(f"move_policy = {self.move_policy!r} is invalid: expected "
-                                "'lattice' or 'face_max'")
-        self._face_max = self.move_policy == "face_max"
+        policy_class = move_policy_class(self.move_policy)
         self.block_padding = "reflect" if block_padding is None else block_padding
         if self.block_padding not in ("reflect", "constant"):
             raise DiluvianError(
@@ -234,13 +234,7 @@ class Region(MoveQueueMixin, RegionFillMixin, RegionCompatMixin):
         self._in_half = tuple(s // 2 for s in self.input_fov_shape)
         self._face_cache: dict[tuple[int, ...], list[tuple[slice, ...]]] = {}  # (*shape, thickness)
 
-        # Move queue: heap of (key, insertion counter, lattice position); with
-        # face_max the entries hold FOV centre voxels instead.
-        first = self._seed if self._face_max else _SEED_POS
-        self._queue: list[tuple[float, int, tuple[int, int, int]]] = [(-math.inf, 0, first)]
-        self._counter = 1
-        self._queued: set[tuple[int, int, int]] = {first}
-        self._visited: set[tuple[int, int, int]] = set()
+        self.policy: MovePolicy = policy_class(self)  # queues the seed
         self._in_flight = 0
         self.num_moves = 0
         self.num_skipped = 0
@@ -295,7 +289,7 @@ class Region(MoveQueueMixin, RegionFillMixin, RegionCompatMixin):
 
     def __repr__(self) -> str:
         return (f"Region(shape={list(self.shape)}, seed_vox={self.seed_vox.tolist()}, "
-                f"moves={self.num_moves}, queued={len(self._queue)})")
+                f"moves={self.num_moves}, queued={len(self.policy.queue)})")
 
     # ------------------------------------------------------------------
     # Geometry
@@ -313,15 +307,16 @@ class Region(MoveQueueMixin, RegionFillMixin, RegionCompatMixin):
         """Lattice cell of a voxel: ``round((vox - seed) / move_step)``, halves rounded up."""
         return tuple((int(v) - s + d // 2) // d for v, s, d in zip(vox, self._seed, self._step))
 
-    def _vox_in_bounds(self, vox) -> bool:
+    def vox_in_bounds(self, vox) -> bool:
+        """Whether an FOV centre voxel lies inside the volume, less ``move_margin``."""
         return all(lo <= int(v) < hi for v, lo, hi in zip(vox, self._centre_lo, self._centre_hi))
 
     def pos_in_bounds(self, pos) -> bool:
         """Whether the FOV centre of a lattice position lies inside the volume (less ``move_margin``)."""
-        return self._vox_in_bounds([s + int(p) * d for s, p, d in zip(self._seed, pos, self._step)])
+        return self.vox_in_bounds([s + int(p) * d for s, p, d in zip(self._seed, pos, self._step)])
 
-    def _block_start(self, shape) -> tuple[int, ...]:
-        """Offset of a block of ``shape`` from its centre voxel (negative or zero)."""
+    def block_offset(self, shape) -> tuple[int, ...]:
+        """Offset of the start of a block of ``shape`` from its centre voxel (negative or zero)."""
         return tuple(-(h - (i - s) // 2) if s <= i else -(s // 2)
                      for h, i, s in zip(self._in_half, self.input_fov_shape, shape))
 
@@ -338,13 +333,13 @@ class Region(MoveQueueMixin, RegionFillMixin, RegionCompatMixin):
             Added to both bounds (e.g. to move into another frame).
         """
         shape = tuple(int(s) for s in shape)
-        start = np.asarray(vox, dtype=np.int64) + np.array(self._block_start(shape))
+        start = np.asarray(vox, dtype=np.int64) + np.array(self.block_offset(shape))
         if offset is not None:
             start = start + np.asarray(offset, dtype=np.int64)
         return start, start + np.array(shape)
 
-    def _faces(self, shape) -> list[tuple[slice, ...]]:
-        """The six move-check face slices of a block of ``shape``.
+    def face_slices(self, shape) -> list[tuple[slice, ...]]:
+        """The six move-check face slices of a block of ``shape``, in ``MOVES`` order.
 
         Cached per block shape and thickness, so that changing
         ``move_check_thickness`` on a region takes effect at the next check.
@@ -354,7 +349,7 @@ class Region(MoveQueueMixin, RegionFillMixin, RegionCompatMixin):
         if faces is not None:
             return faces
         shape = key[:3]
-        centre = [-o for o in self._block_start(shape)]
+        centre = [-o for o in self.block_offset(shape)]
         faces = move_check_faces(shape, centre, self._step, key[3])
         self._face_cache[key] = faces
         return faces
@@ -385,7 +380,7 @@ class Region(MoveQueueMixin, RegionFillMixin, RegionCompatMixin):
         """
         mask_block = np.asarray(mask_block, dtype=np.float32)
         shape = mask_block.shape
-        lo = [int(v) + o for v, o in zip(vox, self._block_start(shape))]
+        lo = [int(v) + o for v, o in zip(vox, self.block_offset(shape))]
         hi = [a + s for a, s in zip(lo, shape)]
         clo, chi, inside = clip_box(lo, hi, self.shape)
         if inside:
@@ -425,7 +420,7 @@ class Region(MoveQueueMixin, RegionFillMixin, RegionCompatMixin):
     # ------------------------------------------------------------------
 
     def _face_maxima(self, mask_block: np.ndarray) -> list[float]:
-        return face_maxima(mask_block, self._faces(mask_block.shape), self.v_false)
+        return face_maxima(mask_block, self.face_slices(mask_block.shape), self.v_false)
 
     def get_moves(self, mask_block) -> list[dict[str, Any]]:
         """Maximum probability on each of the six move-check faces of a block.
@@ -451,7 +446,7 @@ class Region(MoveQueueMixin, RegionFillMixin, RegionCompatMixin):
     def check_move_neighborhood(self, mask_block) -> bool:
         """Whether any voxel within one move step of the block's centre is at least ``t_move``."""
         mask_block = np.asarray(mask_block)
-        centre = [-o for o in self._block_start(mask_block.shape)]
+        centre = [-o for o in self.block_offset(mask_block.shape)]
         lo = [max(c - s, 0) for c, s in zip(centre, self._step)]
         hi = [c + s + 1 for c, s in zip(centre, self._step)]
         return bool(np.any(mask_block[box_slices(lo, hi)] >= self.t_move))
@@ -459,32 +454,32 @@ class Region(MoveQueueMixin, RegionFillMixin, RegionCompatMixin):
     @property
     def queue_size(self) -> int:
         """Moves queued (some may still be skipped by the recheck)."""
-        return len(self._queue)
+        return len(self.policy.queue)
 
     def queued_moves(self) -> list[tuple[tuple[int, int, int], float]]:
         """Queued ``(position, priority key)`` pairs in the order they will be dequeued.
 
         Lower keys come first (``-v`` for ``'descending'``, ``-v / L1`` for
         ``'proximity'``, a uniform draw for ``'random'``); ties keep
-        insertion order.
+        insertion order. A ``'face_max'`` queue holds FOV centre voxels.
         """
-        return [(pos, key) for key, _, pos in sorted(self._queue)]
+        return self.policy.queued_moves()
 
     @property
     def visited(self) -> set[tuple[int, int, int]]:
         """Lattice positions predicted (or handed out for prediction) so far."""
-        return set(self._visited)
+        return set(self.policy.visited)
 
     @property
     def done(self) -> bool:
         """Whether no more moves will be handed out and none are waiting for a prediction."""
-        return self._in_flight == 0 and (self.stopped or not self._queue)
+        return self._in_flight == 0 and (self.stopped or not self.policy.queue)
 
     def stop(self) -> None:
         """Stop filling: no further moves are handed out."""
         if not self.stopped:
             self.stopped = True
-            self.early_termination = bool(self._queue)
+            self.early_termination = bool(self.policy.queue)
 
     # ------------------------------------------------------------------
     # Step API
@@ -493,35 +488,33 @@ class Region(MoveQueueMixin, RegionFillMixin, RegionCompatMixin):
     def next_requests(self, max_n: int = 1) -> list[FovRequest]:
         """Dequeue up to ``max_n`` moves and return their FOV requests.
 
-        Moves already visited are dropped; with ``move_recheck`` a move whose
-        cube of one move step around its centre has no voxel at least
-        ``t_move`` is skipped (it may be queued again later). Returned
-        positions count as visited. An empty list means the region is done.
+        Moves already visited are dropped; a move (other than the seed's)
+        whose centre lies in ``blocked`` is skipped; with ``move_recheck`` a
+        move the policy's recheck refuses (lattice: no voxel at least
+        ``t_move`` in the cube of one move step around its centre) is skipped
+        (it may be queued again later); with ``skip_certain`` a decided move
+        is read from the mask instead. Returned positions count as visited.
+        An empty list means the region is done.
         """
         out: list[FovRequest] = []
         if self.stopped:
             return out
-        queue, in_shape, half = self._queue, self.input_fov_shape, self._in_half
+        policy, in_shape, half = self.policy, self.input_fov_shape, self._in_half
+        queue, visited = policy.queue, policy.visited
         while len(out) < max_n and queue:
-            _, _, item = heapq.heappop(queue)
-            self._queued.discard(item)
-            if self._face_max:
-                vox, pos = item, self.vox_to_cell(item)
-            else:
-                pos = item
-                vox = tuple(s + p * d for s, p, d in zip(self._seed, pos, self._step))
-            if pos in self._visited:
+            pos, vox = policy.locate(policy.pop())
+            if pos in visited:
                 continue
             if pos != _SEED_POS:
                 if self.blocked is not None and self.blocked[vox]:
                     self.num_blocked += 1
                     continue
-                if self.move_recheck and not self._recheck(vox):
+                if self.move_recheck and not policy.recheck(vox):
                     self.num_skipped += 1
                     continue
-                if self.skip_certain and self._take_certain(pos, vox):
+                if self.skip_certain and policy.take_certain(pos, vox):
                     continue
-            self._visited.add(pos)
+            visited.add(pos)
             lo = [v - h for v, h in zip(vox, half)]
             hi = [a + s for a, s in zip(lo, in_shape)]
             out.append(FovRequest(self, pos, vox,
@@ -554,7 +547,7 @@ class Region(MoveQueueMixin, RegionFillMixin, RegionCompatMixin):
         if request.region is not self:
             raise ValueError("request belongs to another region")
         updated = self.add_mask(prediction, request.center_vox, bias=bias)
-        self._enqueue_from_block(request.position, request.center_vox, updated)
+        self.policy.enqueue_from_block(request.position, request.center_vox, updated)
         self._in_flight -= 1
         self.num_moves += 1
         self.last_center_vox = request.center_vox
