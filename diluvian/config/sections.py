@@ -589,6 +589,11 @@ class FillConfig(BaseConfig):
         Keep FOV centres of seeds and moves half an input FOV from the volume
         faces, so every prediction sees real image context (Google FFN's
         rule; seeds nearer a face are skipped).
+    inset_fovs : bool
+        Centre no FOV nearer a volume face than half an input FOV: seeds and
+        moves there are predicted from the nearest centre inside instead, so
+        every prediction sees real image and objects at the faces are still
+        filled, with far fewer evaluations near the faces.
     stop_weak_seed : bool
         Stop a region as soon as a prediction puts its own seed voxel below
         ``t_move`` (Google FFN's rule; saves evaluations on seeds outside any
@@ -614,6 +619,7 @@ class FillConfig(BaseConfig):
         "min_body_size": Field("int"),
         "skip_committed": Field("bool"),
         "full_context": Field("bool"),
+        "inset_fovs": Field("bool"),
         "stop_weak_seed": Field("bool"),
         "skip_certain": Field("bool"),
         "dtype_policy": Field("str", choices=("auto", "float32", "bfloat16", "mixed_bfloat16",

@@ -84,6 +84,7 @@ def _fill_settings(model_file, config, **options) -> dict:
         "min_body_size": f.min_body_size,
         "skip_committed": f.skip_committed,
         "full_context": f.full_context,
+        "inset_fovs": f.inset_fovs,
         "stop_weak_seed": f.stop_weak_seed,
         "skip_certain": f.skip_certain,
         "closing_shape": config.postprocessing.closing_shape,

@@ -190,6 +190,7 @@ def fill_volume_with_model(
     full_context: bool | None = None,
     stop_weak_seed: bool | None = None,
     skip_certain: bool | None = None,
+    inset_fovs: bool | None = None,
     progress: bool = True,
     config=None,
 ) -> tuple[np.ndarray, FillStats]:
@@ -285,6 +286,13 @@ def fill_volume_with_model(
         Do not predict moves whose neighbourhood the region has already
         decided; read their moves from the mask (default
         ``config.fill.skip_certain``; see :class:`~diluvian.regions.Region`).
+    inset_fovs : bool, optional
+        Centre no FOV nearer a volume face than half an input FOV: a seed or
+        move there is predicted from the nearest centre inside instead
+        (default ``config.fill.inset_fovs``). Every prediction sees real
+        image, as with ``full_context``, but objects at the faces are still
+        seeded and filled; FOVs that would walk along a face collapse onto
+        one plane, which saves most evaluations near the faces.
     progress : bool
         Show a progress bar of seeds (postfix: bodies, labelled fraction, moves/s).
     config : Config, optional
@@ -328,7 +336,11 @@ def fill_volume_with_model(
         stop_weak_seed = bool(getattr(config.fill, "stop_weak_seed", False))
     if skip_certain is None:
         skip_certain = bool(getattr(config.fill, "skip_certain", False))
+    if inset_fovs is None:
+        inset_fovs = bool(getattr(config.fill, "inset_fovs", False))
     move_margin = _move_margin(context, config.model.input_fov_shape if full_context else None)
+    inset_margin = (_move_margin(context, config.model.input_fov_shape) if inset_fovs
+                    else None)
 
     order_rng = rng if rng is not None else make_rng(config.random_seed, "fill_seeds")
     if resume is not None:
@@ -400,7 +412,7 @@ def fill_volume_with_model(
                                model_config=config.model,
                                blocked=labels if skip_committed else None,
                                move_margin=move_margin, stop_weak_seed=stop_weak_seed,
-                               skip_certain=skip_certain)
+                               skip_certain=skip_certain, inset_margin=inset_margin)
             return True
         return False
 

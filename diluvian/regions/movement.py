@@ -12,7 +12,11 @@ rules that fill them:
 * :meth:`MovePolicy.enqueue_from_block` - the moves a predicted mask block
   queues;
 * :meth:`MovePolicy.priority` and :meth:`MovePolicy.take_certain`
-  (``skip_certain``), shared by both policies.
+  (``skip_certain``), shared by both policies;
+* :meth:`MovePolicy.certain_vox`, :meth:`MovePolicy.inset_key`,
+  :meth:`MovePolicy.inset_seen` and :meth:`MovePolicy.inset_duplicate` -
+  FOVs moved inward from the faces (``[fill] inset_fovs``): the lattice
+  predicts each moved centre once, face-max one FOV per lattice cell.
 
 :class:`~diluvian.regions.Region` builds the policy named by ``[model]
 move_policy`` from :data:`MOVE_POLICIES` and hands it every move; another
@@ -79,6 +83,8 @@ class MovePolicy(ABC):
         self._counter = 1
         self.queued: set[Vox] = {first}
         self.visited: set[Vox] = set()
+        #: Keys (:meth:`inset_key`) of the FOVs predicted when FOVs move inward.
+        self.inset_done: set[Vox] = set()
 
     # ------------------------------------------------------------------
     # The rules of a policy
@@ -133,6 +139,31 @@ class MovePolicy(ABC):
         region.num_certain += 1
         self.enqueue_from_block(pos, vox, cube)
         return True
+
+    # ------------------------------------------------------------------
+    # FOVs moved inward (``Region(inset_margin=...)``, ``[fill] inset_fovs``)
+    # ------------------------------------------------------------------
+
+    def certain_vox(self, vox: Vox, centre: Vox) -> Vox:
+        """The voxel whose cube :meth:`take_certain` judges for a move to ``vox``
+        whose FOV is centred on ``centre`` (moved inward): the move's own voxel."""
+        return vox
+
+    def inset_key(self, pos: Vox, centre: Vox) -> Vox:
+        """What a FOV centred on ``centre`` covers, for predicting it once: the centre."""
+        return centre
+
+    def inset_seen(self, pos: Vox, key: Vox) -> bool:
+        """Whether a FOV moved inward to ``key`` (:meth:`inset_key`) is predicted already."""
+        return key in self.inset_done
+
+    def inset_duplicate(self, pos: Vox, vox: Vox) -> None:
+        """A move to ``vox`` was moved onto a FOV predicted already: go on from the mask
+        around ``vox`` unpredicted (that FOV covers it)."""
+        region = self.region
+        block = read_mask_block(region.mask, [v - d for v, d in zip(vox, self._step)],
+                                [v + d + 1 for v, d in zip(vox, self._step)], region.v_false)
+        self.enqueue_from_block(pos, vox, block)
 
     # ------------------------------------------------------------------
     # The queue
@@ -214,6 +245,21 @@ class FaceMaxPolicy(MovePolicy):
         mask = self.region.mask
         return bool(np.asarray(mask[box_slices(vox, [v + 1 for v in vox])]).ravel()[0]
                     >= self.region.t_move)
+
+    def certain_vox(self, vox: Vox, centre: Vox) -> Vox:
+        # The FOV it would predict: near a face, several moves share it.
+        return centre
+
+    def inset_key(self, pos: Vox, centre: Vox) -> Vox:
+        # One FOV per lattice cell, moved inward or not.
+        return self.region.vox_to_cell(centre)
+
+    def inset_seen(self, pos: Vox, key: Vox) -> bool:
+        return key in self.inset_done or (key != pos and key in self.visited)
+
+    def inset_duplicate(self, pos: Vox, vox: Vox) -> None:
+        # The FOV predicted there queued this region's moves along the face.
+        return None
 
     def enqueue_from_block(self, pos: Vox, centre_vox: Vox, block: np.ndarray) -> None:
         region = self.region

@@ -99,6 +99,14 @@ class Region(RegionFillMixin, RegionCompatMixin):
         from the volume faces, per axis, so every prediction sees real image
         context (Google FFN's rule, with half the input FOV). Default 0.
         Shape (2, 3) gives the margins before and after each axis apart.
+    inset_margin : sequence of int, optional
+        FOV centres (the seed's included) nearer a volume face than this
+        are moved inward to this margin instead of being dropped, so every
+        prediction sees real image while objects at the faces are still
+        filled (``[fill] inset_fovs`` gives half the input FOV). Same forms
+        as ``move_margin``; default none. The recheck then asks about the
+        centre moved to; see the move policy for how moved FOVs are
+        predicted once.
     stop_weak_seed : bool
         Stop filling as soon as a prediction leaves the seed voxel below
         ``t_move``: the region has lost its own seed, and further moves would
@@ -154,6 +162,7 @@ class Region(RegionFillMixin, RegionCompatMixin):
         move_margin=None,
         stop_weak_seed: bool = False,
         skip_certain: bool = False,
+        inset_margin=None,
     ):
         if model_config is None:
             from ..config import CONFIG
@@ -197,6 +206,16 @@ class Region(RegionFillMixin, RegionCompatMixin):
                             else (tuple(before), tuple(after)))
         self._centre_lo = tuple(before)
         self._centre_hi = tuple(n - m for n, m in zip(shape, after))
+        self.inset_margin = None
+        self._inset: tuple[tuple[int, int], ...] | None = None
+        if inset_margin is not None:
+            ins_before, ins_after = face_margins(inset_margin, "inset_margin").tolist()
+            self.inset_margin = (tuple(ins_before) if np.ndim(inset_margin) == 1
+                                 else (tuple(ins_before), tuple(ins_after)))
+            # Allowed centres per axis; an axis shorter than both margins has
+            # one, its middle.
+            self._inset = tuple((lo, n - 1 - hi) if n - 1 - hi >= lo else (n // 2, n // 2)
+                                for lo, hi, n in zip(ins_before, ins_after, shape))
         self.stop_weak_seed = bool(stop_weak_seed)
         self.seed_weak = False
         self.skip_certain = bool(skip_certain)
@@ -285,7 +304,8 @@ class Region(RegionFillMixin, RegionCompatMixin):
             self.image, target=self.target, seed_vox=self.seed_vox, sparse_mask=self.sparse_mask,
             block_padding=self.block_padding, model_config=self.model_config, rng=self.rng,
             blocked=self.blocked, move_margin=self.move_margin,
-            stop_weak_seed=self.stop_weak_seed, skip_certain=self.skip_certain)
+            stop_weak_seed=self.stop_weak_seed, skip_certain=self.skip_certain,
+            inset_margin=self.inset_margin)
 
     def __repr__(self) -> str:
         return (f"Region(shape={list(self.shape)}, seed_vox={self.seed_vox.tolist()}, "
@@ -306,6 +326,12 @@ class Region(RegionFillMixin, RegionCompatMixin):
     def vox_to_cell(self, vox) -> tuple[int, int, int]:
         """Lattice cell of a voxel: ``round((vox - seed) / move_step)``, halves rounded up."""
         return tuple((int(v) - s + d // 2) // d for v, s, d in zip(vox, self._seed, self._step))
+
+    def inset_vox(self, vox) -> tuple[int, int, int]:
+        """``vox`` moved inward to ``inset_margin`` from the faces (as is without one)."""
+        if self._inset is None:
+            return tuple(int(v) for v in vox)
+        return tuple(min(max(int(v), lo), hi) for v, (lo, hi) in zip(vox, self._inset))
 
     def vox_in_bounds(self, vox) -> bool:
         """Whether an FOV centre voxel lies inside the volume, less ``move_margin``."""
@@ -505,16 +531,27 @@ class Region(RegionFillMixin, RegionCompatMixin):
             pos, vox = policy.locate(policy.pop())
             if pos in visited:
                 continue
+            # The FOV is centred on ``centre``: ``vox``, or moved inward from a face.
+            centre = vox if self._inset is None else self.inset_vox(vox)
             if pos != _SEED_POS:
                 if self.blocked is not None and self.blocked[vox]:
                     self.num_blocked += 1
                     continue
-                if self.move_recheck and not policy.recheck(vox):
+                # As FFN: the centre of the FOV to predict must lie in the object.
+                if self.move_recheck and not policy.recheck(centre):
                     self.num_skipped += 1
                     continue
-                if self.skip_certain and policy.take_certain(pos, vox):
+                if self.skip_certain and policy.take_certain(
+                        pos, policy.certain_vox(vox, centre)):
                     continue
             visited.add(pos)
+            if self._inset is not None:
+                key = policy.inset_key(pos, centre)
+                if centre != vox and policy.inset_seen(pos, key):
+                    policy.inset_duplicate(pos, vox)
+                    continue
+                policy.inset_done.add(key)
+                vox = centre
             lo = [v - h for v, h in zip(vox, half)]
             hi = [a + s for a, s in zip(lo, in_shape)]
             out.append(FovRequest(self, pos, vox,
