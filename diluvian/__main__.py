@@ -270,6 +270,20 @@ def _make_main_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--json", dest="json_file", default=None,
         help="Also write the figures to this JSON file.")
+    evaluate.add_argument(
+        "--skeletons", dest="skeletons", default=None, nargs="?", const="", metavar="SWC_DIR",
+        help="Also report the expected run length (ERL) on ground-truth skeletons: those in "
+             "the SWC files (nm) of SWC_DIR, or, without SWC_DIR, traced from the ground-truth "
+             "labels with kimimaro (then put the bare --skeletons after the volume names).")
+    evaluate.add_argument(
+        "--skeleton-offset", dest="skeleton_offset", default=None, nargs=3, type=float,
+        metavar=("Z", "Y", "X"),
+        help="Position in nm of the ground truth's first voxel in the SWC coordinates "
+             "(default 0 0 0).")
+    evaluate.add_argument(
+        "--skeleton-dust", dest="skeleton_dust", default=1000, type=int, metavar="VOXELS",
+        help="Skip ground-truth objects with fewer voxels when tracing skeletons "
+             "(default 1000).")
     evaluate.add_argument("ground_truth_name", help="Name of the ground truth volume.")
     evaluate.add_argument("prediction_name", help="Name of the prediction volume.")
     evaluate.set_defaults(handler=_cmd_evaluate)
@@ -415,6 +429,10 @@ def _check_options(args) -> None:
     _at_least(args, "num_bounds", "num_bounds", 1)
     _at_least(args, "border_threshold", "--border-threshold", 0.0, "a non-negative distance in nm")
     _at_least(args, "chunk_size", "--chunk-size", 1)
+    _at_least(args, "skeleton_dust", "--skeleton-dust", 0)
+    if getattr(args, "skeletons", None) and getattr(args, "partition_volumes", False):
+        raise DiluvianError("--skeletons SWC_DIR cannot be combined with --partition-volumes: "
+                            "SWC coordinates are in the whole volume")
     _at_least(args, "resolution", "--resolution", 1e-12, "3 positive voxel sizes in nm")
     port = getattr(args, "port", None)
     if port is not None and not 0 <= port <= 65535:
@@ -440,6 +458,10 @@ def _check_inputs(args) -> None:
     bounds = getattr(args, "bounds_input_file", None)
     if bounds is not None and "{volume}" not in bounds:
         check_input_file(bounds, "bounds CSV file")
+    if command == "evaluate" and args.skeletons:
+        from .skeletons import read_swc_folder
+
+        read_swc_folder(args.skeletons)
     if command == "import-ffn":
         from pathlib import Path
 
@@ -635,9 +657,15 @@ def _cmd_sparse_fill(args) -> int:
 
 def _cmd_evaluate(args) -> int:
     from .evaluation import evaluate_volume
+    from .skeletons import SkeletonSource
 
     config = _load_config(args)
     volumes = _load_volumes(args, config)
+    skeletons = None
+    if args.skeletons is not None:
+        skeletons = SkeletonSource(swc_folder=args.skeletons or None,
+                                   offset_nm=tuple(args.skeleton_offset or (0.0, 0.0, 0.0)),
+                                   dust_threshold_vox=args.skeleton_dust)
     evaluate_volume(
         volumes,
         args.ground_truth_name,
@@ -646,6 +674,7 @@ def _cmd_evaluate(args) -> int:
         border_threshold=args.border_threshold,
         json_file=args.json_file,
         config=config,
+        skeletons=skeletons,
     )
     return 0
 
