@@ -107,6 +107,31 @@ def _add_bounds_moves_argument(parser: argparse.ArgumentParser) -> None:
         help="Number of moves in direction to size the subvolume bounds.")
 
 
+def _add_consensus_parser(commandparsers) -> None:
+    consensus = commandparsers.add_parser(
+        "consensus", help="Densely segment a volume twice and split where the fills disagree.",
+        description="Fill each volume as 'diluvian fill' does, then again with the seeds in "
+                    "another random order, and keep the intersection: each pair of labels "
+                    "of the two fills becomes one object; pieces smaller than [fill] "
+                    "min_body_size are dropped.")
+    _add_common_arguments(consensus)
+    consensus.add_argument(
+        "segmentation_output_file",
+        help="Filename for the HDF5 segmentation output, without extension; \"{volume}\" "
+             "is substituted with each volume's name.")
+    _add_fill_arguments(consensus)
+    consensus.add_argument(
+        "--volume-name-regex", dest="volume_name_regex", default=None,
+        help="Fill only the volumes whose names match this regular expression.")
+    consensus.add_argument(
+        "--seed-generator", dest="seed_generator", default="sobel", choices=["grid", "sobel"],
+        help="Method to generate seed locations for flood filling.")
+    consensus.add_argument(
+        "--ignore-mask", dest="ignore_mask", default=False, type=_bool_value,
+        help="Ignore the mask channel when generating seeds (true or false).")
+    consensus.set_defaults(handler=_cmd_consensus)
+
+
 def _make_main_parser() -> argparse.ArgumentParser:
     """Build the argument parser for the ``diluvian`` command."""
     parser = _Parser(
@@ -218,6 +243,8 @@ def _make_main_parser() -> argparse.ArgumentParser:
         "--workers", dest="workers", default=None, type=int,
         help="Number of LocalCluster workers for blockwise filling (default: cores).")
     fill.set_defaults(handler=_cmd_fill)
+
+    _add_consensus_parser(commandparsers)
 
     # sparse-fill
     sparse_fill = commandparsers.add_parser(
@@ -442,12 +469,12 @@ def _check_options(args) -> None:
 def _check_inputs(args) -> None:
     """Input files named on the command line exist and are files."""
     command = args.command
-    if command in ("fill", "sparse-fill") and args.model_file is None:
+    if command in ("fill", "sparse-fill", "consensus") and args.model_file is None:
         raise DiluvianError(f"{command} needs a trained model file (-m MODEL_FILE)")
     if command == "validate" and args.model_file is None:
         raise DiluvianError("validate needs a model file (-m MODEL_FILE)")
     if getattr(args, "model_file", None) is not None and command in (
-            "train", "fill", "sparse-fill", "validate"):
+            "train", "fill", "sparse-fill", "validate", "consensus"):
         check_input_file(args.model_file, "model file")
     for name in getattr(args, "volume_files", None) or []:
         check_input_file(name, "volume file")
@@ -483,7 +510,7 @@ def _check_outputs(args) -> None:
         base = args.model_output_filebase or DEFAULT_MODEL_OUTPUT_FILEBASE
         check_output_path(base + ".keras", "model output (-mo)")
         check_output_path(args.model_checkpoint_file, "model checkpoint file (-mc)")
-    elif command == "fill":
+    elif command in ("fill", "consensus"):
         check_output_path(args.segmentation_output_file + ".hdf5", "segmentation output")
     elif command == "sparse-fill":
         check_output_path(args.animation_output_file, "animation output")
@@ -626,6 +653,21 @@ def _cmd_fill(args) -> int:
         workers=args.workers,
         config=config,
     )
+    return 0
+
+
+def _cmd_consensus(args) -> int:
+    from .fill.consensus import consensus_volumes_with_model
+
+    config = _load_config(args)
+    _apply_dtype_policy(args, config)
+    volumes = _load_volumes(args, config, name_regex=args.volume_name_regex)
+    options = {"seed_generator": args.seed_generator, "ignore_mask": args.ignore_mask,
+               "bias": args.bias, "move_batch_size": args.move_batch_size,
+               "max_moves": args.max_moves, "remask_interval": args.remask_interval}
+    consensus_volumes_with_model(args.model_file, volumes, args.segmentation_output_file,
+                                 partition=args.partition_volumes, options=options,
+                                 config=config)
     return 0
 
 
