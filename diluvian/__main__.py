@@ -132,6 +132,40 @@ def _add_consensus_parser(commandparsers) -> None:
     consensus.set_defaults(handler=_cmd_consensus)
 
 
+def _add_agglomerate_parser(commandparsers) -> None:
+    agglomerate = commandparsers.add_parser(
+        "agglomerate", help="Merge touching objects of a segmentation that the network joins.",
+        description="For each pair of touching objects, fill from a seed in each near their "
+                    "contact and merge them when each fill reaches into the other object "
+                    "(FFN's resegmentation). Writes OUTPUT.hdf5/.toml and OUTPUT.csv.")
+    _add_common_arguments(agglomerate)
+    agglomerate.add_argument(
+        "segmentation_name",
+        help="Name of the volume to agglomerate; it needs image and labels (a 'fill' output "
+             "dataset has both).")
+    agglomerate.add_argument(
+        "output_file",
+        help="Output filename without extension; \"{volume}\" is substituted.")
+    agglomerate.add_argument(
+        "--min-contact", dest="min_contact", default=10, type=int, metavar="FACES",
+        help="Try only pairs touching over at least this many voxel faces (default 10).")
+    agglomerate.add_argument(
+        "--merge-threshold", dest="merge_threshold", default=0.5, type=float,
+        help="Merge when each fill covers at least this fraction of the other object in the "
+             "subvolume (default 0.5).")
+    agglomerate.add_argument(
+        "--subvolume-shape", dest="subvolume_shape", default=None, nargs=3, type=int,
+        metavar=("Z", "Y", "X"),
+        help="Voxels filled around each contact (default: twice the input FOV, minus one).")
+    agglomerate.add_argument(
+        "--move-batch-size", dest="move_batch_size", default=8, type=int,
+        help="FOVs per model call, across pairs (default 8).")
+    agglomerate.add_argument(
+        "--max-moves", dest="max_moves", default=None, type=int,
+        help="Stop each fill after this many moves.")
+    agglomerate.set_defaults(handler=_cmd_agglomerate)
+
+
 def _make_main_parser() -> argparse.ArgumentParser:
     """Build the argument parser for the ``diluvian`` command."""
     parser = _Parser(
@@ -245,6 +279,7 @@ def _make_main_parser() -> argparse.ArgumentParser:
     fill.set_defaults(handler=_cmd_fill)
 
     _add_consensus_parser(commandparsers)
+    _add_agglomerate_parser(commandparsers)
 
     # sparse-fill
     sparse_fill = commandparsers.add_parser(
@@ -457,6 +492,12 @@ def _check_options(args) -> None:
     _at_least(args, "border_threshold", "--border-threshold", 0.0, "a non-negative distance in nm")
     _at_least(args, "chunk_size", "--chunk-size", 1)
     _at_least(args, "skeleton_dust", "--skeleton-dust", 0)
+    _at_least(args, "min_contact", "--min-contact", 1)
+    _at_least(args, "subvolume_shape", "--subvolume-shape", 1)
+    threshold = getattr(args, "merge_threshold", None)
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise DiluvianError(f"--merge-threshold {threshold} is invalid: expected a fraction "
+                            "from 0 to 1")
     if getattr(args, "skeletons", None) and getattr(args, "partition_volumes", False):
         raise DiluvianError("--skeletons SWC_DIR cannot be combined with --partition-volumes: "
                             "SWC coordinates are in the whole volume")
@@ -469,12 +510,12 @@ def _check_options(args) -> None:
 def _check_inputs(args) -> None:
     """Input files named on the command line exist and are files."""
     command = args.command
-    if command in ("fill", "sparse-fill", "consensus") and args.model_file is None:
+    if command in ("fill", "sparse-fill", "consensus", "agglomerate") and args.model_file is None:
         raise DiluvianError(f"{command} needs a trained model file (-m MODEL_FILE)")
     if command == "validate" and args.model_file is None:
         raise DiluvianError("validate needs a model file (-m MODEL_FILE)")
     if getattr(args, "model_file", None) is not None and command in (
-            "train", "fill", "sparse-fill", "validate", "consensus"):
+            "train", "fill", "sparse-fill", "validate", "consensus", "agglomerate"):
         check_input_file(args.model_file, "model file")
     for name in getattr(args, "volume_files", None) or []:
         check_input_file(name, "volume file")
@@ -517,6 +558,10 @@ def _check_outputs(args) -> None:
         check_output_path(args.swc_output_file, "SWC output")
     elif command == "evaluate":
         check_output_path(args.json_file, "JSON output (--json)")
+    elif command == "agglomerate":
+        base = args.output_file.replace("{volume}", args.segmentation_name)
+        check_output_path(base + ".hdf5", "agglomeration output")
+        check_output_path(base + ".csv", "agglomeration CSV output")
     elif command == "view":
         check_output_path(args.png_file, "PNG output (--png)")
     elif command == "gen-subv-bounds":
@@ -668,6 +713,23 @@ def _cmd_consensus(args) -> int:
     consensus_volumes_with_model(args.model_file, volumes, args.segmentation_output_file,
                                  partition=args.partition_volumes, options=options,
                                  config=config)
+    return 0
+
+
+def _cmd_agglomerate(args) -> int:
+    from .fill.agglomerate import AgglomerationOptions, agglomerate_volume
+
+    config = _load_config(args)
+    volumes = _load_volumes(args, config)
+    if args.segmentation_name not in volumes:
+        raise DiluvianError(f"volume {args.segmentation_name!r} is not defined; available "
+                            f"volumes: {', '.join(sorted(volumes)) or '(none)'}")
+    options = AgglomerationOptions(
+        min_contact_vox=args.min_contact, merge_threshold=args.merge_threshold,
+        subvolume_shape=tuple(args.subvolume_shape) if args.subvolume_shape else None,
+        batch_size=args.move_batch_size, max_moves=args.max_moves)
+    agglomerate_volume(args.model_file, volumes[args.segmentation_name], args.segmentation_name,
+                       args.output_file, options=options, config=config)
     return 0
 
 
