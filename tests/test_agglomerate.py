@@ -167,3 +167,12 @@ def test_cli_agglomerate_bad_threshold_is_one_line(tmp_path, capsys):
                "--merge-threshold", "2"])
     err = capsys.readouterr().err
     assert rc == 2 and "--merge-threshold 2.0" in err and len(err.strip().splitlines()) == 1
+
+
+def test_doctests():
+    import doctest
+
+    import diluvian.fill.agglomerate
+
+    failed, attempted = doctest.testmod(diluvian.fill.agglomerate)
+    assert failed == 0 and attempted > 0

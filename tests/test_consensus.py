@@ -203,3 +203,12 @@ def test_cli_consensus_needs_a_model(tmp_path, capsys):
     assert main(["consensus", str(tmp_path / "o_{volume}")]) == 2
     err = capsys.readouterr().err
     assert "needs a trained model file" in err and len(err.strip().splitlines()) == 1
+
+
+def test_doctests():
+    import doctest
+
+    import diluvian.fill.consensus
+
+    failed, attempted = doctest.testmod(diluvian.fill.consensus)
+    assert failed == 0 and attempted > 0

@@ -279,3 +279,12 @@ def test_cli_bad_skeleton_input_is_one_line(tmp_path, capsys, swc_text, named):
 def test_cli_swc_skeletons_refuse_partitioned_volumes(tmp_path, capsys):
     rc = main(["evaluate", "--partition-volumes", "gt", "pred", f"--skeletons={tmp_path}"])
     assert rc == 2 and "--partition-volumes" in capsys.readouterr().err
+
+
+def test_doctests():
+    import doctest
+
+    import diluvian.skeletons
+
+    failed, attempted = doctest.testmod(diluvian.skeletons)
+    assert failed == 0 and attempted > 0

@@ -279,6 +279,9 @@ def agglomerate_volume(model_file, volume, name: str, output_file: str, *,
     if volume.image_data is None or volume.label_data is None:
         raise DiluvianError(f"volume {name!r} needs image and label data to agglomerate")
     model = load_fill_model(model_file, config)
+    if config.explicitly_set("volume.resolution"):  # as ``diluvian fill`` resamples
+        volume = volume.downsample(config.volume.resolution,
+                                   label_mode=config.volume.label_downsampling)
     image = np.asarray(volume.image_data[...])
     labels = np.asarray(volume.label_data[...])
     if np.any(np.asarray(labels.shape) < np.asarray(config.model.input_fov_shape)):
