@@ -269,7 +269,9 @@ def agglomerate_volume(model_file, volume, name: str, output_file: str, *,
 
     ``volume`` needs image and label data (a ``diluvian fill`` output dataset
     has both). Writes ``OUTPUT.hdf5`` and ``OUTPUT.toml`` (as ``fill``, the
-    merged labels and the image) and ``OUTPUT.csv`` (one row per pair tried).
+    merged labels and the image; the dataset is named ``NAME_segmentation``
+    for a volume ``NAME`` or ``NAME_segmentation``) and ``OUTPUT.csv`` (one
+    row per pair tried). ``{volume}`` in ``output_file`` becomes ``name``.
     """
     from .command import load_fill_model
     from .state import write_segmentation
@@ -290,7 +292,9 @@ def agglomerate_volume(model_file, volume, name: str, output_file: str, *,
     merged, rows = agglomerate(model, image, labels, volume.resolution, options=options,
                                config=config)
     base = str(output_file).replace("{volume}", name)
-    write_segmentation(base + ".hdf5", base + ".toml", name, merged, image, volume.resolution)
+    # A fill's output dataset ``NAME_segmentation`` stays ``NAME_segmentation``.
+    source = name.removesuffix("_segmentation") or name
+    write_segmentation(base + ".hdf5", base + ".toml", source, merged, image, volume.resolution)
     _write_csv(base + ".csv", rows)
     n = sum(r["merged"] for r in rows)
     print(f"{name}: {len(rows)} touching pairs tried, {n} merged -> {base}.hdf5, {base}.csv")
