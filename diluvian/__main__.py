@@ -107,6 +107,65 @@ def _add_bounds_moves_argument(parser: argparse.ArgumentParser) -> None:
         help="Number of moves in direction to size the subvolume bounds.")
 
 
+def _add_consensus_parser(commandparsers) -> None:
+    consensus = commandparsers.add_parser(
+        "consensus", help="Densely segment a volume twice and split where the fills disagree.",
+        description="Fill each volume as 'diluvian fill' does, then again with the seeds in "
+                    "another random order, and keep the intersection: each pair of labels "
+                    "of the two fills becomes one object; pieces smaller than [fill] "
+                    "min_body_size are dropped.")
+    _add_common_arguments(consensus)
+    consensus.add_argument(
+        "segmentation_output_file",
+        help="Filename for the HDF5 segmentation output, without extension; \"{volume}\" "
+             "is substituted with each volume's name.")
+    _add_fill_arguments(consensus)
+    consensus.add_argument(
+        "--volume-name-regex", dest="volume_name_regex", default=None,
+        help="Fill only the volumes whose names match this regular expression.")
+    consensus.add_argument(
+        "--seed-generator", dest="seed_generator", default="sobel", choices=["grid", "sobel"],
+        help="Method to generate seed locations for flood filling.")
+    consensus.add_argument(
+        "--ignore-mask", dest="ignore_mask", default=False, type=_bool_value,
+        help="Ignore the mask channel when generating seeds (true or false).")
+    consensus.set_defaults(handler=_cmd_consensus)
+
+
+def _add_agglomerate_parser(commandparsers) -> None:
+    agglomerate = commandparsers.add_parser(
+        "agglomerate", help="Merge touching objects of a segmentation that the network joins.",
+        description="For each pair of touching objects, fill from a seed in each near their "
+                    "contact and merge them when each fill reaches into the other object "
+                    "(FFN's resegmentation). Writes OUTPUT.hdf5/.toml and OUTPUT.csv.")
+    _add_common_arguments(agglomerate)
+    agglomerate.add_argument(
+        "segmentation_name",
+        help="Name of the volume to agglomerate; it needs image and labels (a 'fill' output "
+             "dataset has both).")
+    agglomerate.add_argument(
+        "output_file",
+        help="Output filename without extension; \"{volume}\" is substituted.")
+    agglomerate.add_argument(
+        "--min-contact", dest="min_contact", default=10, type=int, metavar="FACES",
+        help="Try only pairs touching over at least this many voxel faces (default 10).")
+    agglomerate.add_argument(
+        "--merge-threshold", dest="merge_threshold", default=0.5, type=float,
+        help="Merge when each fill covers at least this fraction of the other object in the "
+             "subvolume (default 0.5).")
+    agglomerate.add_argument(
+        "--subvolume-shape", dest="subvolume_shape", default=None, nargs=3, type=int,
+        metavar=("Z", "Y", "X"),
+        help="Voxels filled around each contact (default: twice the input FOV, minus one).")
+    agglomerate.add_argument(
+        "--move-batch-size", dest="move_batch_size", default=8, type=int,
+        help="FOVs per model call, across pairs (default 8).")
+    agglomerate.add_argument(
+        "--max-moves", dest="max_moves", default=None, type=int,
+        help="Stop each fill after this many moves.")
+    agglomerate.set_defaults(handler=_cmd_agglomerate)
+
+
 def _make_main_parser() -> argparse.ArgumentParser:
     """Build the argument parser for the ``diluvian`` command."""
     parser = _Parser(
@@ -219,6 +278,9 @@ def _make_main_parser() -> argparse.ArgumentParser:
         help="Number of LocalCluster workers for blockwise filling (default: cores).")
     fill.set_defaults(handler=_cmd_fill)
 
+    _add_consensus_parser(commandparsers)
+    _add_agglomerate_parser(commandparsers)
+
     # sparse-fill
     sparse_fill = commandparsers.add_parser(
         "sparse-fill", help="Use a trained network to fill random regions in a volume.",
@@ -270,6 +332,20 @@ def _make_main_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--json", dest="json_file", default=None,
         help="Also write the figures to this JSON file.")
+    evaluate.add_argument(
+        "--skeletons", dest="skeletons", default=None, nargs="?", const="", metavar="SWC_DIR",
+        help="Also report the expected run length (ERL) on ground-truth skeletons: those in "
+             "the SWC files (nm) of SWC_DIR, or, without SWC_DIR, traced from the ground-truth "
+             "labels with kimimaro (then put the bare --skeletons after the volume names).")
+    evaluate.add_argument(
+        "--skeleton-offset", dest="skeleton_offset", default=None, nargs=3, type=float,
+        metavar=("Z", "Y", "X"),
+        help="Position in nm of the ground truth's first voxel in the SWC coordinates "
+             "(default 0 0 0).")
+    evaluate.add_argument(
+        "--skeleton-dust", dest="skeleton_dust", default=1000, type=int, metavar="VOXELS",
+        help="Skip ground-truth objects with fewer voxels when tracing skeletons "
+             "(default 1000).")
     evaluate.add_argument("ground_truth_name", help="Name of the ground truth volume.")
     evaluate.add_argument("prediction_name", help="Name of the prediction volume.")
     evaluate.set_defaults(handler=_cmd_evaluate)
@@ -415,6 +491,16 @@ def _check_options(args) -> None:
     _at_least(args, "num_bounds", "num_bounds", 1)
     _at_least(args, "border_threshold", "--border-threshold", 0.0, "a non-negative distance in nm")
     _at_least(args, "chunk_size", "--chunk-size", 1)
+    _at_least(args, "skeleton_dust", "--skeleton-dust", 0)
+    _at_least(args, "min_contact", "--min-contact", 1)
+    _at_least(args, "subvolume_shape", "--subvolume-shape", 1)
+    threshold = getattr(args, "merge_threshold", None)
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise DiluvianError(f"--merge-threshold {threshold} is invalid: expected a fraction "
+                            "from 0 to 1")
+    if getattr(args, "skeletons", None) and getattr(args, "partition_volumes", False):
+        raise DiluvianError("--skeletons SWC_DIR cannot be combined with --partition-volumes: "
+                            "SWC coordinates are in the whole volume")
     _at_least(args, "resolution", "--resolution", 1e-12, "3 positive voxel sizes in nm")
     port = getattr(args, "port", None)
     if port is not None and not 0 <= port <= 65535:
@@ -424,12 +510,12 @@ def _check_options(args) -> None:
 def _check_inputs(args) -> None:
     """Input files named on the command line exist and are files."""
     command = args.command
-    if command in ("fill", "sparse-fill") and args.model_file is None:
+    if command in ("fill", "sparse-fill", "consensus", "agglomerate") and args.model_file is None:
         raise DiluvianError(f"{command} needs a trained model file (-m MODEL_FILE)")
     if command == "validate" and args.model_file is None:
         raise DiluvianError("validate needs a model file (-m MODEL_FILE)")
     if getattr(args, "model_file", None) is not None and command in (
-            "train", "fill", "sparse-fill", "validate"):
+            "train", "fill", "sparse-fill", "validate", "consensus", "agglomerate"):
         check_input_file(args.model_file, "model file")
     for name in getattr(args, "volume_files", None) or []:
         check_input_file(name, "volume file")
@@ -440,6 +526,10 @@ def _check_inputs(args) -> None:
     bounds = getattr(args, "bounds_input_file", None)
     if bounds is not None and "{volume}" not in bounds:
         check_input_file(bounds, "bounds CSV file")
+    if command == "evaluate" and args.skeletons:
+        from .skeletons import read_swc_folder
+
+        read_swc_folder(args.skeletons)
     if command == "import-ffn":
         from pathlib import Path
 
@@ -461,13 +551,17 @@ def _check_outputs(args) -> None:
         base = args.model_output_filebase or DEFAULT_MODEL_OUTPUT_FILEBASE
         check_output_path(base + ".keras", "model output (-mo)")
         check_output_path(args.model_checkpoint_file, "model checkpoint file (-mc)")
-    elif command == "fill":
+    elif command in ("fill", "consensus"):
         check_output_path(args.segmentation_output_file + ".hdf5", "segmentation output")
     elif command == "sparse-fill":
         check_output_path(args.animation_output_file, "animation output")
         check_output_path(args.swc_output_file, "SWC output")
     elif command == "evaluate":
         check_output_path(args.json_file, "JSON output (--json)")
+    elif command == "agglomerate":
+        base = args.output_file.replace("{volume}", args.segmentation_name)
+        check_output_path(base + ".hdf5", "agglomeration output")
+        check_output_path(base + ".csv", "agglomeration CSV output")
     elif command == "view":
         check_output_path(args.png_file, "PNG output (--png)")
     elif command == "gen-subv-bounds":
@@ -607,6 +701,38 @@ def _cmd_fill(args) -> int:
     return 0
 
 
+def _cmd_consensus(args) -> int:
+    from .fill.consensus import consensus_volumes_with_model
+
+    config = _load_config(args)
+    _apply_dtype_policy(args, config)
+    volumes = _load_volumes(args, config, name_regex=args.volume_name_regex)
+    options = {"seed_generator": args.seed_generator, "ignore_mask": args.ignore_mask,
+               "bias": args.bias, "move_batch_size": args.move_batch_size,
+               "max_moves": args.max_moves, "remask_interval": args.remask_interval}
+    consensus_volumes_with_model(args.model_file, volumes, args.segmentation_output_file,
+                                 partition=args.partition_volumes, options=options,
+                                 config=config)
+    return 0
+
+
+def _cmd_agglomerate(args) -> int:
+    from .fill.agglomerate import AgglomerationOptions, agglomerate_volume
+
+    config = _load_config(args)
+    volumes = _load_volumes(args, config)
+    if args.segmentation_name not in volumes:
+        raise DiluvianError(f"volume {args.segmentation_name!r} is not defined; available "
+                            f"volumes: {', '.join(sorted(volumes)) or '(none)'}")
+    options = AgglomerationOptions(
+        min_contact_vox=args.min_contact, merge_threshold=args.merge_threshold,
+        subvolume_shape=tuple(args.subvolume_shape) if args.subvolume_shape else None,
+        batch_size=args.move_batch_size, max_moves=args.max_moves)
+    agglomerate_volume(args.model_file, volumes[args.segmentation_name], args.segmentation_name,
+                       args.output_file, options=options, config=config)
+    return 0
+
+
 def _cmd_sparse_fill(args) -> int:
     from .sparse_fill import fill_region_with_model
 
@@ -635,9 +761,15 @@ def _cmd_sparse_fill(args) -> int:
 
 def _cmd_evaluate(args) -> int:
     from .evaluation import evaluate_volume
+    from .skeletons import SkeletonSource
 
     config = _load_config(args)
     volumes = _load_volumes(args, config)
+    skeletons = None
+    if args.skeletons is not None:
+        skeletons = SkeletonSource(swc_folder=args.skeletons or None,
+                                   offset_nm=tuple(args.skeleton_offset or (0.0, 0.0, 0.0)),
+                                   dust_threshold_vox=args.skeleton_dust)
     evaluate_volume(
         volumes,
         args.ground_truth_name,
@@ -646,6 +778,7 @@ def _cmd_evaluate(args) -> int:
         border_threshold=args.border_threshold,
         json_file=args.json_file,
         config=config,
+        skeletons=skeletons,
     )
     return 0
 

@@ -36,19 +36,12 @@ import numpy as np
 import scipy.ndimage
 import scipy.sparse
 
+from .skeletons import format_rows, skeleton_figures
 from .util import DiluvianError, atomic_output
 
-__all__ = [
-    "ContingencyTable",
-    "adapted_rand_error",
-    "contingency_table",
-    "create_border_mask",
-    "cremi_score",
-    "evaluate_volume",
-    "metrics_from_table",
-    "upsample_to_grid",
-    "variation_of_information",
-]
+__all__ = ["ContingencyTable", "adapted_rand_error", "contingency_table", "create_border_mask",
+           "cremi_score", "evaluate_volume", "metrics_from_table", "upsample_to_grid",
+           "variation_of_information"]
 
 logger = logging.getLogger(__name__)
 
@@ -525,6 +518,8 @@ def _format_table(name: str, figures: dict) -> str:
     lines = [f"{name}", f"{'metric':<20} {'value':>10}", "-" * 31]
     lines += [f"{label:<20} {figures[key]:>10.6f}" for label, key in rows]
     lines.append(f"{'evaluated voxels':<20} {figures['evaluated_voxels']:>10d}")
+    if "erl_nm" in figures:
+        lines += format_rows(figures)
     return "\n".join(lines)
 
 
@@ -536,6 +531,7 @@ def evaluate_volume(
     border_threshold: float = 25.0,
     json_file: str | None = None,
     config=None,
+    skeletons=None,
 ) -> dict:
     """Evaluate a predicted label volume against a ground truth with the CREMI metrics.
 
@@ -555,12 +551,16 @@ def evaluate_volume(
         Also write the figures to this JSON file (atomically).
     config : Config, optional
         Configuration (for the partitioning); defaults to ``diluvian.config.CONFIG``.
+    skeletons : diluvian.skeletons.SkeletonSource, optional
+        Also compute the expected run length on these ground-truth skeletons
+        (:func:`diluvian.skeletons.skeleton_figures`).
 
     Returns
     -------
     dict
-        The figures (see :func:`metrics_from_table`) plus the volume names,
-        resolution and border threshold.
+        The figures (see :func:`metrics_from_table`, and with ``skeletons``
+        :func:`diluvian.skeletons.expected_run_length`'s plus ``erl_max_nm``)
+        and the volume names, resolution and border threshold.
 
     Raises
     ------
@@ -579,22 +579,18 @@ def evaluate_volume(
             downsample=False, config=config)[1]
     gt_volume = volumes[ground_truth_name]
     pred_volume = volumes[prediction_name]
-    gt_res = np.asarray(gt_volume.resolution)
-    pred_res = np.asarray(pred_volume.resolution)
+    gt_res, pred_res = np.asarray(gt_volume.resolution), np.asarray(pred_volume.resolution)
     _check_same_extent(ground_truth_name, gt_volume, prediction_name, pred_volume)
     logger.info("loading labels of %r and %r", ground_truth_name, prediction_name)
     gt = np.asarray(gt_volume.label_data[:])
     pred = np.asarray(pred_volume.label_data[:])
     figures = evaluate_arrays(gt, pred, gt_res, pred_res, border_threshold=border_threshold,
                               progress=True)
-    result = {
-        "ground_truth": ground_truth_name,
-        "prediction": prediction_name,
-        "resolution_nm": gt_res.tolist(),
-        "border_threshold_nm": float(border_threshold),
-        "partition": bool(partition),
-        **figures,
-    }
+    if skeletons is not None:
+        figures.update(skeleton_figures(skeletons, gt, pred, gt_res, pred_res))
+    result = {"ground_truth": ground_truth_name, "prediction": prediction_name,
+              "resolution_nm": gt_res.tolist(), "border_threshold_nm": float(border_threshold),
+              "partition": bool(partition), **figures}
     print(_format_table(f"{prediction_name} vs {ground_truth_name} "
                         f"(border {border_threshold:g} nm)", figures))
     if json_file is not None:
