@@ -1,4 +1,12 @@
-"""Filling one volume: seed order, scheduling of concurrent regions, in-order commits."""
+"""The dense fill engine: :class:`DenseFill`, whose methods are the rules of filling a volume.
+
+Seed order, admission of seeds, pausing of overlapping regions, cancelling,
+finishing a region into a body, committing bodies in seed order and
+checkpointing are each one method; the state they share is the object's.
+Every FOV goes to the model through :func:`diluvian.regions.predict_requests`,
+the one batching function of the flood fill engine.
+See :mod:`diluvian.fill` for the rules themselves.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +21,10 @@ from typing import Any
 import numpy as np
 
 from ..util import DiluvianError, Interrupted, face_margins, make_rng, to_float_image, voxel_hash
+from .options import FillOptions
 from .state import FillState, FillStats
 
-__all__ = ["fill_volume_with_model"]
+__all__ = ["DenseFill"]
 
 #: How many waiting seeds are examined for one that is not deferred.
 DEFER_LOOKAHEAD = 64
@@ -162,428 +171,391 @@ def _interrupt_flag() -> Iterator[dict]:
 # --------------------------------------------------------------------------
 
 
-def fill_volume_with_model(
-    model,
-    volume,
-    *,
-    seeds=None,
-    seed_generator: str = "sobel",
-    shuffle_seeds: bool = True,
-    ignore_mask: bool = False,
-    rng: np.random.Generator | None = None,
-    seed_origin=(0, 0, 0),
-    context=None,
-    background_label_id: int = 0,
-    bias: bool = True,
-    move_batch_size: int = 1,
-    max_moves: int | None = None,
-    max_bodies: int | None = None,
-    remask_interval: int | None = None,
-    reject_early_termination: bool = False,
-    resume: FillState | None = None,
-    checkpoint_interval: int | None = None,
-    checkpoint_seconds: float | None = None,
-    checkpoint: Callable[[FillState], None] | None = None,
-    sparse_mask: bool | None = None,
-    fill_batches: bool = False,
-    skip_committed: bool | None = None,
-    full_context: bool | None = None,
-    stop_weak_seed: bool | None = None,
-    skip_certain: bool | None = None,
-    progress: bool = True,
-    config=None,
-) -> tuple[np.ndarray, FillStats]:
+class DenseFill:
     """Densely segment one volume by flood filling from every seed.
+
+    Each rule of :mod:`diluvian.fill` is a method: :meth:`admit` (seed
+    admission), :meth:`paused_regions`, :meth:`step` (one model call),
+    :meth:`finish` (a region becomes a body, or is cancelled or rejected),
+    :meth:`cancel_covered`,
+    :meth:`commit` (in seed order), :meth:`advance` and :meth:`save`
+    (checkpoints and resume).
 
     Parameters
     ----------
     model : keras.Model or callable
-        The network, or ``predictor(images, masks) -> probs`` (see
-        :func:`diluvian.regions.as_predictor`); inputs follow
-        ``config.model.input_fov_shape``.
+        The network, or ``predictor(images, masks) -> probs``.
     volume : diluvian.volumes.Volume
         Volume with image data (read whole into memory).
-    seeds : array-like of int, shape (N, 3), optional
-        Seed voxels (Z, Y, X); default: generated with ``seed_generator``.
-    seed_generator : str
-        Name for :func:`diluvian.preprocessing.make_seeds` (``'sobel'`` or
-        ``'grid'``).
-    shuffle_seeds : bool
-        Process seeds in a random order (from ``rng``).
-    ignore_mask : bool
-        Do not restrict generated seeds to the volume's mask.
-    rng : numpy.random.Generator, optional
-        Stream for shuffling; default ``make_rng(config.random_seed, 'fill_seeds')``.
-        Shuffled seeds are sorted by a hash of their position keyed from it
-        (:func:`diluvian.util.voxel_hash`), so the order is the same for any
-        crop or block of the volume.
-    seed_origin : sequence of int
-        Global Z, Y, X of the volume's first voxel, for that hash: a block of
-        a larger volume then visits its seeds in the whole volume's order.
+    options : FillOptions
     context : array-like of int, optional
-        Voxels at the volume's faces (three per axis, or rows before and
-        after each axis) that only give image context: no seed starts and no
-        FOV is centred there, but FOVs centred nearby see real image instead
-        of padding. Blockwise fills read each block with half an input FOV
-        of context around it. Bodies may still reach into it.
-    background_label_id : int
-        Label written for voxels of no body; body ids skip it.
-    bias : bool
-        Anti-merge bias update of region masks.
-    move_batch_size : int
-        FOVs per model call; as many regions are filled at once.
-    max_moves : int, optional
-        Stop each region after this many moves.
-    max_bodies : int, optional
-        Stop after committing this many bodies in this call (resumable).
-    remask_interval : int, optional
-        Every this many moves, keep only the seeded component of a region.
-    reject_early_termination : bool
-        Discard regions stopped by ``max_moves`` with moves still queued.
-    resume : FillState, optional
-        State of an earlier, unfinished fill to continue (see
-        :func:`read_fill_checkpoint`); ``seeds`` are then taken from it.
-    checkpoint_interval : int, optional
-        Call ``checkpoint`` every this many committed bodies (default
-        ``config.fill.checkpoint_interval``).
-    checkpoint_seconds : float, optional
-        Also call ``checkpoint`` when a seed has been resolved and this many
-        seconds have passed since the last checkpoint (default
-        ``config.fill.checkpoint_seconds``): a killed fill loses at most
-        about this much work. Regions still filling at a checkpoint are not
-        saved; a resume restarts them from their seeds, with the same result.
+        Voxels at the volume's faces that only give image context (see
+        :func:`diluvian.fill.fill_volume_with_model`).
     checkpoint : callable, optional
-        ``checkpoint(state)``, also called when SIGINT/SIGTERM arrives, before
-        :class:`KeyboardInterrupt` is raised.
-    sparse_mask : bool, optional
-        Keep region masks in octrees; default: only for volumes where dense
-        masks of all concurrent regions would exceed 2 GiB.
-    fill_batches : bool
-        Also advance paused regions (those overlapping an earlier region
-        still filling) when the batch would otherwise not be full. Useful on
-        a GPU, where a full batch costs little more than one FOV; on a CPU
-        it only adds evaluations that are likely thrown away. Results are
-        the same either way.
-    skip_committed : bool, optional
-        Do not predict FOVs centred on a voxel of an already committed body
-        (default ``config.fill.skip_committed``). Such evaluations mostly
-        re-predict an object that is finished; skipping them saves
-        evaluations. With ``move_batch_size`` 1 regions fill one after the
-        other and the result is deterministic; with larger batches, which
-        bodies a region sees depends on the batch size.
-    full_context : bool, optional
-        Keep FOV centres of seeds and moves half an input FOV away from the
-        volume faces, so every prediction sees real image context, as Google
-        FFN does (default ``config.fill.full_context``); seeds nearer a face
-        are skipped. Voxels near the faces are still predicted by FOVs
-        centred further in.
-    stop_weak_seed : bool, optional
-        Stop a region once a prediction puts its seed voxel below ``t_move``
-        (default ``config.fill.stop_weak_seed``; see
-        :class:`~diluvian.regions.Region`).
-    skip_certain : bool, optional
-        Do not predict moves whose neighbourhood the region has already
-        decided; read their moves from the mask (default
-        ``config.fill.skip_certain``; see :class:`~diluvian.regions.Region`).
+        ``checkpoint(state)``; also called on SIGINT/SIGTERM and at the end.
     progress : bool
-        Show a progress bar of seeds (postfix: bodies, labelled fraction, moves/s).
-    config : Config, optional
-        Defaults to :data:`diluvian.config.CONFIG`.
-
-    Returns
-    -------
-    labels : ndarray of uint64
-        Body ids, ``background_label_id`` elsewhere.
-    stats : FillStats
-        Counters; ``stats.complete`` is false if stopped by ``max_bodies``.
+        Show a progress bar of seeds.
 
     Raises
     ------
     DiluvianError
-        For an empty volume, seeds outside it, or a resume state of another
-        shape.
-    diluvian.util.Interrupted
-        (a KeyboardInterrupt) on SIGINT/SIGTERM, after ``checkpoint`` was called.
+        For a volume without image data or an empty one.
     """
-    from ..regions import Region, as_predictor
 
-    if config is None:
-        from ..config import CONFIG as config
-    if move_batch_size < 1:
-        raise DiluvianError(f"move batch size {move_batch_size} must be at least 1")
-    image, seed_mask = _volume_arrays(volume, ignore_mask)
-    shape = image.shape
-    if checkpoint_interval is None:
-        checkpoint_interval = int(config.fill.checkpoint_interval)
-    if checkpoint_seconds is None:
-        checkpoint_seconds = float(getattr(config.fill, "checkpoint_seconds", 300.0))
-    min_body_size = int(config.fill.min_body_size)
-    closing_shape = config.postprocessing.closing_shape
-    t_final = float(config.model.t_final_value)
-    if skip_committed is None:
-        skip_committed = bool(getattr(config.fill, "skip_committed", False))
-    if full_context is None:
-        full_context = bool(getattr(config.fill, "full_context", False))
-    if stop_weak_seed is None:
-        stop_weak_seed = bool(getattr(config.fill, "stop_weak_seed", False))
-    if skip_certain is None:
-        skip_certain = bool(getattr(config.fill, "skip_certain", False))
-    move_margin = _move_margin(context, config.model.input_fov_shape if full_context else None)
+    def __init__(self, model, volume, options: FillOptions, *, context=None,
+                 checkpoint: Callable[[FillState], None] | None = None, progress: bool = True):
+        self.model = model
+        self.volume = volume
+        self.options = options
+        self.checkpoint = checkpoint
+        self.progress = progress
+        self.image, self.seed_mask = _volume_arrays(volume, options.ignore_mask)
+        self.shape = self.image.shape
+        in_shape = options.input_fov_shape
+        self.move_margin = _move_margin(context, in_shape if options.full_context else None)
+        self.t_final = options.t_final
+        self.max_active = max(2, 3 * options.move_batch_size)
+        self.sparse_mask = options.sparse_mask
+        if self.sparse_mask is None:
+            self.sparse_mask = self.image.size * 4 * self.max_active > DENSE_MASK_BUDGET_BYTES
+        # FOV centres outside [lo, hi] read padding past a face (evals_near_face).
+        self._face_lo = tuple(s // 2 for s in in_shape)
+        self._face_hi = tuple(n - s + s // 2 for n, s in zip(self.shape, in_shape))
 
-    order_rng = rng if rng is not None else make_rng(config.random_seed, "fill_seeds")
-    if resume is not None:
-        state = resume
-        if tuple(state.labels.shape) != shape:
-            raise DiluvianError(f"resume labels have shape {list(state.labels.shape)} but the "
-                                f"volume has shape {list(shape)}")
-        if state.seeds is None:
-            state.seeds = _generate_seeds(seed_generator, image, volume.resolution, seed_mask)
-            state.seeds = _order_seeds(state.seeds, shuffle_seeds, order_rng, seed_origin)
-        state.seeds = _check_seeds(state.seeds, shape)
-        state.stats.seeds = len(state.seeds)
-    else:
-        if seeds is None:
-            seeds = _generate_seeds(seed_generator, image, volume.resolution, seed_mask)
-        seeds = _check_seeds(seeds, shape)
-        seeds = _order_seeds(seeds, shuffle_seeds, order_rng, seed_origin)
-        state = FillState(labels=np.zeros(shape, dtype=np.uint64),
-                          excluded=np.zeros(shape, dtype=bool), seeds=seeds,
-                          stats=FillStats(seeds=len(seeds)))
-    stats = state.stats
-    stats.predict_calls, stats.predict_seconds, stats.wall_seconds = 0, 0.0, 0.0
-    labels, excluded, seed_list = state.labels, state.excluded, state.seeds
-    if state.next_id == background_label_id:
-        state.next_id += 1
+    # ------------------------------------------------------------------
+    # Setting up and running
+    # ------------------------------------------------------------------
 
-    max_active = max(2, 3 * move_batch_size)
-    if sparse_mask is None:
-        sparse_mask = image.size * 4 * max_active > DENSE_MASK_BUDGET_BYTES
-    predictor = _CountingPredictor(as_predictor(model), stats)
-    t_start = time.perf_counter()
+    def initial_state(self, seeds=None, rng: np.random.Generator | None = None,
+                      seed_origin=(0, 0, 0), resume: FillState | None = None) -> FillState:
+        """The fill state to start from: ``resume``, or a new one of ordered ``seeds``."""
+        opts = self.options
+        order_rng = rng if rng is not None else make_rng(opts.random_seed, "fill_seeds")
+        if resume is not None:
+            state = resume
+            if tuple(state.labels.shape) != self.shape:
+                raise DiluvianError(f"resume labels have shape {list(state.labels.shape)} but "
+                                    f"the volume has shape {list(self.shape)}")
+            if state.seeds is None:
+                state.seeds = self._generate_seeds()
+                state.seeds = _order_seeds(state.seeds, opts.shuffle_seeds, order_rng,
+                                           seed_origin)
+            state.seeds = _check_seeds(state.seeds, self.shape)
+            state.stats.seeds = len(state.seeds)
+        else:
+            if seeds is None:
+                seeds = self._generate_seeds()
+            seeds = _check_seeds(seeds, self.shape)
+            seeds = _order_seeds(seeds, opts.shuffle_seeds, order_rng, seed_origin)
+            state = FillState(labels=np.zeros(self.shape, dtype=np.uint64),
+                              excluded=np.zeros(self.shape, dtype=bool), seeds=seeds,
+                              stats=FillStats(seeds=len(seeds)))
+        state.stats.predict_calls, state.stats.predict_seconds = 0, 0.0
+        state.stats.wall_seconds = 0.0
+        if state.next_id == opts.background_label_id:
+            state.next_id += 1
+        return state
 
-    # Seeds not yet started, in order; regions filling; results waiting to commit.
-    waiting: list[int] = list(range(state.next_seed, len(seed_list)))
-    active: dict[int, Any] = {}
-    results: dict[int, tuple[str, Any]] = {}
-    bodies_this_run = 0
-    since_checkpoint = 0
+    def _generate_seeds(self) -> np.ndarray:
+        return _generate_seeds(self.options.seed_generator, self.image, self.volume.resolution,
+                               self.seed_mask)
 
-    def covered(vox) -> bool:
+    def run(self, seeds=None, *, rng: np.random.Generator | None = None, seed_origin=(0, 0, 0),
+            resume: FillState | None = None) -> tuple[np.ndarray, FillStats]:
+        """Fill the volume; see :func:`diluvian.fill.fill_volume_with_model` for the arguments.
+
+        Returns
+        -------
+        labels : ndarray of uint64
+        stats : FillStats
+        """
+        from tqdm.auto import tqdm
+
+        from ..regions import as_predictor
+
+        self.state = state = self.initial_state(seeds, rng, seed_origin, resume)
+        self.stats = state.stats
+        self.labels, self.excluded, self.seed_list = state.labels, state.excluded, state.seeds
+        self.predictor = _CountingPredictor(as_predictor(self.model), self.stats)
+        self.t_start = time.perf_counter()
+        # Seeds not yet started, in order; regions filling; results waiting to commit.
+        self.waiting: list[int] = list(range(state.next_seed, len(self.seed_list)))
+        self.active: dict[int, Any] = {}
+        self.results: dict[int, tuple[str, Any]] = {}
+        self.cells: dict[Any, set] = {}  # lattice cells each active region has predicted
+        self.bodies_this_run = self.since_checkpoint = 0
+        self.last_refresh = 0.0
+        self.saved_time, self.saved_seed = time.monotonic(), state.next_seed
+        self.bar = tqdm(total=len(self.seed_list), initial=state.next_seed, desc="Seeds",
+                        unit="seed", disable=not self.progress, dynamic_ncols=True)
+        interrupted = None
+        try:
+            with _interrupt_flag() as flag:
+                finished = self.advance()
+                while not finished:
+                    if flag["signal"] is not None:
+                        interrupted = flag["signal"]
+                        break
+                    self.step()
+                    finished = self.advance()
+                    if not self.active and not self.waiting:
+                        break
+                if interrupted is None and flag["signal"] is not None:
+                    interrupted = flag["signal"]
+        finally:
+            self.bar.close()
+        return self._end(interrupted)
+
+    def _end(self, interrupted) -> tuple[np.ndarray, FillStats]:
+        state, stats = self.state, self.stats
+        stats.complete = state.next_seed >= len(self.seed_list)
+        stats.wall_seconds = time.perf_counter() - self.t_start
+        if self.checkpoint is not None:
+            self.checkpoint(state)
+        if interrupted is not None:
+            raise Interrupted(interrupted, f"filling interrupted by signal {interrupted}")
+        out = self.labels.copy()
+        if self.options.background_label_id != 0:
+            out[self.labels == 0] = self.options.background_label_id
+        return out, stats
+
+    # ------------------------------------------------------------------
+    # The rules
+    # ------------------------------------------------------------------
+
+    def covered(self, vox) -> bool:
+        """Whether a voxel lies in a committed or rejected body."""
         z, y, x = (int(v) for v in vox)
-        return bool(labels[z, y, x] != 0 or excluded[z, y, x])
+        return bool(self.labels[z, y, x] != 0 or self.excluded[z, y, x])
 
-    def inside(region, vox) -> bool:
-        return _region_prob_at(region, vox) >= t_final
+    def inside(self, region, vox) -> bool:
+        """Whether a voxel is in a region's current body (mask at least ``t_final``)."""
+        return _region_prob_at(region, vox) >= self.t_final
 
-    def off_faces(vox) -> bool:
+    def off_faces(self, vox) -> bool:
         """Whether a seed may start here (outside ``context`` and, with ``full_context``,
         with its FOV inside the volume)."""
-        return move_margin is None or all(lo <= int(v) < n - hi for v, lo, hi, n in
-                                          zip(vox, move_margin[0], move_margin[1], shape))
+        margin = self.move_margin
+        return margin is None or all(lo <= int(v) < n - hi for v, lo, hi, n in
+                                     zip(vox, margin[0], margin[1], self.shape))
 
-    def admit() -> bool:
-        """Start the region of the first waiting seed not deferred; false if none."""
+    def admit(self) -> bool:
+        """Start the region of the first waiting seed not deferred; false if none.
+
+        A seed in a committed or rejected body, or too near a face, is
+        skipped; one inside the body of an earlier region still filling is
+        deferred (up to :data:`DEFER_LOOKAHEAD` of them are passed over).
+        """
+        from ..regions import Region
+
+        waiting, opts = self.waiting, self.options
         k = looked = 0
         while k < len(waiting) and looked < DEFER_LOOKAHEAD:
             i = waiting[k]
-            vox = seed_list[i]
-            if covered(vox) or not off_faces(vox):
-                results[i] = ("skip", None)
+            vox = self.seed_list[i]
+            if self.covered(vox) or not self.off_faces(vox):
+                self.results[i] = ("skip", None)
                 waiting.pop(k)
                 continue
-            if any(j < i and inside(r, vox) for j, r in active.items()):
+            if any(j < i and self.inside(r, vox) for j, r in self.active.items()):
                 looked += 1
                 k += 1
                 continue
             waiting.pop(k)
-            active[i] = Region(image, seed_vox=vox, sparse_mask=sparse_mask,
-                               model_config=config.model,
-                               blocked=labels if skip_committed else None,
-                               move_margin=move_margin, stop_weak_seed=stop_weak_seed,
-                               skip_certain=skip_certain)
+            self.active[i] = Region(self.image, seed_vox=vox, sparse_mask=self.sparse_mask,
+                                    model_config=opts.model_config,
+                                    blocked=self.labels if opts.skip_committed else None,
+                                    move_margin=self.move_margin,
+                                    stop_weak_seed=opts.stop_weak_seed,
+                                    skip_certain=opts.skip_certain)
             return True
         return False
 
-    def paused_regions(order) -> set[int]:
+    def paused_regions(self, order) -> set[int]:
         """Regions overlapping an earlier active one wait until it is committed."""
+        active = self.active
         paused = set()
         for n, j in enumerate(order):
             rj = active[j]
             for i in order[:n]:
                 ri = active[i]
-                if inside(ri, rj.seed_vox) or inside(rj, ri.seed_vox):
+                if self.inside(ri, rj.seed_vox) or self.inside(rj, ri.seed_vox):
                     paused.add(j)
                     break
         return paused
 
-    def finish(i: int) -> None:
-        region = active.pop(i)
+    def step(self) -> None:
+        """Admit seeds, predict one batch of FOVs and finish the regions that are done."""
+        active, batch_size = self.active, self.options.move_batch_size
+        paused = self.paused_regions(sorted(active))
+        while (len(active) - len(paused) < batch_size and len(active) < self.max_active
+               and self.admit()):
+            pass
+        order = sorted(active)
+        candidates = [i for i in order if i not in paused]
+        if self.options.fill_batches:
+            candidates += [i for i in order if i in paused]
+        batch, done = [], []
+        for i in candidates:
+            requests = active[i].next_requests(1)
+            if not requests:
+                done.append(i)
+                continue
+            batch.extend(requests)
+            if len(batch) >= batch_size:
+                break
+        if batch:
+            self.predict(batch)
+        for i in done:
+            self.finish(i)
+
+    def predict(self, batch) -> None:
+        """One model call for ``batch`` (FOV requests); apply each prediction to its region."""
+        from ..regions import predict_requests
+
+        opts = self.options
+        self.count_evaluations(batch)
+        probs = predict_requests(self.predictor, batch)
+        for request, prob in zip(batch, probs):
+            region = request.region
+            region.apply(request, prob, bias=opts.bias, remask_interval=opts.remask_interval)
+            if opts.max_moves is not None and region.num_moves >= opts.max_moves:
+                region.stop()
+
+    def count_evaluations(self, batch) -> None:
+        """Count where the evaluations of a batch go (``evals_*`` of :class:`FillStats`)."""
+        stats, labels, lo, hi = self.stats, self.labels, self._face_lo, self._face_hi
+        for request in batch:
+            centre = request.center_vox
+            if any(c < a or c > b for c, a, b in zip(centre, lo, hi)):
+                stats.evals_near_face += 1
+            if labels[tuple(int(c) for c in centre)] != 0:
+                stats.evals_in_committed += 1
+            cell = request.region.vox_to_cell(centre)
+            seen = self.cells.setdefault(request.region, set())
+            if cell in seen:
+                stats.evals_revisit += 1
+            else:
+                seen.add(cell)
+
+    def finish(self, i: int) -> None:
+        """Turn a region that is done into a result: cancelled, rejected early, or a body."""
+        region = self.active.pop(i)
+        self.cells.pop(region, None)
+        stats = self.stats
         stats.moves += region.num_moves
         stats.blocked_moves += region.num_blocked
         stats.weak_seeds += int(region.seed_weak)
         stats.certain_moves += region.num_certain
-        if region.stopped and covered(region.seed_vox):
+        stats.single_fov_seeds += int(region.num_moves == 1)
+        if region.stopped and self.covered(region.seed_vox):
             stats.wasted_moves += region.num_moves
-            results[i] = ("cancelled", None)
-        elif region.early_termination and reject_early_termination:
-            results[i] = ("early", None)
+            stats.evals_cancelled += region.num_moves
+            self.results[i] = ("cancelled", None)
+        elif region.early_termination and self.options.reject_early_termination:
+            self.results[i] = ("early", region.num_moves)
         else:
-            lo, body = _body_of_region(region, closing_shape)
-            results[i] = ("body", (lo, body, region.num_moves))
+            lo, body = _body_of_region(region, self.options.closing_shape)
+            self.results[i] = ("body", (lo, body, region.num_moves))
 
-    def commit(i: int, kind: str, payload) -> None:
-        nonlocal bodies_this_run, since_checkpoint
-        z, y, x = (int(v) for v in seed_list[i])
-        if kind == "skip" or kind == "cancelled" or covered(seed_list[i]):
+    def commit(self, i: int, kind: str, payload) -> None:
+        """Resolve seed ``i`` (in seed order): skip it, reject its body, or label the body."""
+        stats, labels, excluded = self.stats, self.labels, self.excluded
+        z, y, x = (int(v) for v in self.seed_list[i])
+        if kind == "skip" or kind == "cancelled" or self.covered(self.seed_list[i]):
             if kind == "skip":
                 stats.skipped_seeds += 1
             else:
                 stats.cancelled_regions += 1
                 if kind == "body":
                     stats.wasted_moves += payload[2]
+                    stats.evals_cancelled += payload[2]
             return
         if kind == "early":
             stats.rejected_early += 1
+            stats.evals_rejected += payload
             excluded[z, y, x] = True
             return
-        lo, body, _ = payload
+        lo, body, evaluations = payload
         sl = tuple(slice(int(a), int(a) + s) for a, s in zip(lo, body.shape))
         view = labels[sl]
         free = body & (view == 0) & ~excluded[sl]
         n_free = int(free.sum())
         stats.overlap_voxels += int(body.sum()) - n_free
-        if n_free == 0 or n_free < min_body_size:
+        if n_free == 0 or n_free < self.options.min_body_size:
             excluded[sl] |= body
             excluded[z, y, x] = True
             stats.rejected_small += 1
+            stats.evals_rejected += evaluations
             return
+        self._label(view, free, n_free)
+
+    def _label(self, view, free, n_free: int) -> None:
+        """Give a committed body the next id and cancel the regions whose seed it covers."""
+        state, stats = self.state, self.stats
         view[free] = state.next_id
         state.next_id += 1
-        if state.next_id == background_label_id:
+        if state.next_id == self.options.background_label_id:
             state.next_id += 1
         stats.bodies += 1
         stats.labelled_voxels += n_free
-        bodies_this_run += 1
-        since_checkpoint += 1
-        # Cancel regions still filling whose seed is now covered.
-        for region in active.values():
-            if covered(region.seed_vox):
+        self.bodies_this_run += 1
+        self.since_checkpoint += 1
+        self.cancel_covered()
+
+    def cancel_covered(self) -> None:
+        """Stop the regions still filling whose seed a committed body now covers."""
+        for region in self.active.values():
+            if self.covered(region.seed_vox):
                 region.stop()
 
-    from tqdm.auto import tqdm
+    # ------------------------------------------------------------------
+    # Checkpoints and progress
+    # ------------------------------------------------------------------
 
-    bar = tqdm(total=len(seed_list), initial=state.next_seed, desc="Seeds", unit="seed",
-               disable=not progress, dynamic_ncols=True)
+    def save(self) -> None:
+        """Call ``checkpoint`` with the state (committed bodies only)."""
+        self.since_checkpoint = 0
+        _snapshot(self.checkpoint, self.state, self.t_start)
+        self.saved_time, self.saved_seed = time.monotonic(), self.state.next_seed
 
-    last_refresh = 0.0
-    saved = {"time": time.monotonic(), "seed": state.next_seed}
-
-    def save() -> None:
-        nonlocal since_checkpoint
-        since_checkpoint = 0
-        _snapshot(checkpoint, state, t_start)
-        saved["time"], saved["seed"] = time.monotonic(), state.next_seed
-
-    def advance() -> bool:
+    def advance(self) -> bool:
         """Commit results in seed order; return true when ``max_bodies`` is reached."""
-        nonlocal last_refresh
-        while state.next_seed in results:
+        state, opts = self.state, self.options
+        saving = self.checkpoint is not None
+        while state.next_seed in self.results:
             i = state.next_seed
-            kind, payload = results.pop(i)
-            commit(i, kind, payload)
+            kind, payload = self.results.pop(i)
+            self.commit(i, kind, payload)
             state.next_seed += 1
-            stats.seeds_done = state.next_seed
-            bar.update(1)
-            if checkpoint is not None and checkpoint_interval and \
-                    since_checkpoint >= checkpoint_interval:
-                save()
-            if max_bodies is not None and bodies_this_run >= max_bodies:
+            self.stats.seeds_done = state.next_seed
+            self.bar.update(1)
+            if saving and opts.checkpoint_interval and \
+                    self.since_checkpoint >= opts.checkpoint_interval:
+                self.save()
+            if opts.max_bodies is not None and self.bodies_this_run >= opts.max_bodies:
                 return True
-        if (checkpoint is not None and checkpoint_seconds and state.next_seed > saved["seed"]
-                and time.monotonic() - saved["time"] >= checkpoint_seconds):
-            save()
-        now = time.perf_counter()
-        if now - last_refresh >= 1.0:
-            # Also between commits: a large first body can take minutes.
-            last_refresh = now
-            moves = stats.moves + sum(r.num_moves for r in active.values())
-            elapsed = now - t_start
-            bar.set_postfix(bodies=stats.bodies,
-                            labelled=f"{stats.labelled_voxels / labels.size:.1%}",
-                            moves_s=f"{moves / elapsed if elapsed > 0 else 0.0:.1f}")
+        if (saving and opts.checkpoint_seconds and state.next_seed > self.saved_seed
+                and time.monotonic() - self.saved_time >= opts.checkpoint_seconds):
+            self.save()
+        self._refresh_bar()
         return False
 
-    interrupted = None
-    try:
-        with _interrupt_flag() as flag:
-            finished = advance()
-            while not finished:
-                if flag["signal"] is not None:
-                    interrupted = flag["signal"]
-                    break
-                order = sorted(active)
-                paused = paused_regions(order)
-                while (len(active) - len(paused) < move_batch_size and len(active) < max_active
-                       and admit()):
-                    pass
-                order = sorted(active)
-                batch = []
-                done = []
-                candidates = [i for i in order if i not in paused]
-                if fill_batches:
-                    candidates += [i for i in order if i in paused]
-                for i in candidates:
-                    requests = active[i].next_requests(1)
-                    if not requests:
-                        done.append(i)
-                        continue
-                    batch.extend(requests)
-                    if len(batch) >= move_batch_size:
-                        break
-                if batch:
-                    probs = _predict_batch(predictor, batch)
-                    for request, prob in zip(batch, probs):
-                        region = request.region
-                        region.apply(request, prob, bias=bias, remask_interval=remask_interval)
-                        if max_moves is not None and region.num_moves >= max_moves:
-                            region.stop()
-                for i in done:
-                    finish(i)
-                finished = advance()
-                if not active and not waiting:
-                    break
-            if interrupted is None and flag["signal"] is not None:
-                interrupted = flag["signal"]
-    finally:
-        bar.close()
-    stats.complete = state.next_seed >= len(seed_list)
-    stats.wall_seconds = time.perf_counter() - t_start
-    if interrupted is not None:
-        if checkpoint is not None:
-            checkpoint(state)
-        raise Interrupted(interrupted, f"filling interrupted by signal {interrupted}")
-    if checkpoint is not None:
-        checkpoint(state)
-    out = labels.copy()
-    if background_label_id != 0:
-        out[labels == 0] = background_label_id
-    return out, stats
-
-
-def _predict_batch(predictor, batch) -> np.ndarray:
-    images = np.stack([r.image for r in batch])
-    masks = np.stack([r.mask for r in batch])
-    probs = np.asarray(predictor(images, masks), dtype=np.float32)
-    expected = (len(batch), *batch[0].region.output_fov_shape)
-    if probs.shape != expected:
-        raise DiluvianError(f"the model returned predictions of shape {list(probs.shape)}, "
-                            f"expected {list(expected)} (batch, *output_fov_shape)")
-    return probs
+    def _refresh_bar(self) -> None:
+        now = time.perf_counter()
+        if now - self.last_refresh < 1.0:
+            return
+        # Also between commits: a large first body can take minutes.
+        self.last_refresh = now
+        stats = self.stats
+        moves = stats.moves + sum(r.num_moves for r in self.active.values())
+        elapsed = now - self.t_start
+        self.bar.set_postfix(bodies=stats.bodies,
+                             labelled=f"{stats.labelled_voxels / self.labels.size:.1%}",
+                             moves_s=f"{moves / elapsed if elapsed > 0 else 0.0:.1f}")
 
 
 def _snapshot(checkpoint, state: FillState, t_start: float) -> None:
     state.stats.wall_seconds = time.perf_counter() - t_start
     state.stats.complete = state.next_seed >= len(state.seeds)
     checkpoint(state)
-
-

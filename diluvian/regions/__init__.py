@@ -17,7 +17,14 @@ in full batches. Nothing here imports Keras or TensorFlow.
 """
 
 from .compat006 import EarlyFillTermination, mask_to_output_target
-from .engine import FovRequest, Predictor, as_predictor, fill_regions, iter_fill_regions
+from .engine import (
+    FovRequest,
+    Predictor,
+    as_predictor,
+    fill_regions,
+    iter_fill_regions,
+    predict_requests,
+)
 from .region import Region
 
 __all__ = [
@@ -29,4 +36,5 @@ __all__ = [
     "fill_regions",
     "iter_fill_regions",
     "mask_to_output_target",
+    "predict_requests",
 ]
