@@ -272,6 +272,10 @@ def main(argv=None) -> int:
               f"{stats.weak_seeds} regions stopped on a weak seed, "
               f"{stats.rejected_small} bodies under min_body_size), "
               f"{wall:.1f} s, {stats.labelled_voxels / labels.size:.1%} labelled")
+        print(f"    where the evaluations went (overlapping): {stats.evals_near_face} near a "
+              f"face, {stats.evals_in_committed} in committed bodies, {stats.evals_revisit} "
+              f"revisits, {stats.evals_rejected} in rejected bodies, {stats.evals_cancelled} in "
+              f"cancelled regions, {stats.single_fov_seeds} single-FOV seeds")
         print(f"    {'':14s}{'ours':>8s}{'FFN (z 125-250)':>18s}")
         for key, name in (("voi_split", "VOI split"), ("voi_merge", "VOI merge"),
                           ("arand", "adapted Rand")):

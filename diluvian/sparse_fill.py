@@ -16,11 +16,13 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .fill.options import FillOptions
 from .util import DiluvianError, binary_confusion_matrix, confusion_f_score, make_rng
 
 __all__ = [
@@ -247,7 +249,7 @@ def _show_viewer(region, volume_name: str, index: int, resolution) -> None:
     viewer.print_view_prompt()
 
 
-def fill_region_with_model(
+def fill_region_with_model(  # noqa: PLR0913 - the documented public signature
     model_file,
     volumes: dict | None = None,
     partition: bool = False,
@@ -325,8 +327,6 @@ def fill_region_with_model(
     """
     from tqdm.auto import tqdm
 
-    from .regions import Region
-
     config = _config_or_default(config).copy()
     if num_regions is not None and int(num_regions) < 1:
         raise DiluvianError(f"--num-regions {num_regions} is invalid: expected at least 1")
@@ -347,10 +347,6 @@ def fill_region_with_model(
                                       label_mode=config.volume.label_downsampling)
                    for name, v in volumes.items()}
 
-    augmentations = None
-    if augment:
-        from .training.augment import apply_augmentations, make_augmentations
-
     if bounds_input_file is not None:
         # Bounds files are read and checked before the model is loaded.
         sources = list(_bounds_sources(volumes, bounds_input_file, num_regions, moves, config))
@@ -360,53 +356,92 @@ def fill_region_with_model(
     if num_regions is not None:
         sources = sources[:int(num_regions)]
     many = len(sources) > 1
-    fill_kwargs = {"move_batch_size": int(move_batch_size), "max_moves": max_moves,
-                   "remask_interval": remask_interval, "bias": bias}
+    options = FillOptions.from_config(config, bias=bias, move_batch_size=int(move_batch_size),
+                                      max_moves=max_moves, remask_interval=remask_interval)
+    out = _SparseOutputs(animation_output_file, swc_output_file, viewer, many)
+    augmentations = _Augmenter(config) if augment else None
     results: list[dict[str, Any]] = []
     bar = tqdm(sources, desc="Sparse filling", unit="region", disable=not progress)
     for index, (name, bounds) in enumerate(bar):
-        volume = volumes[name]
-        subvolume = volume.get_subvolume(bounds)
-        if augment:
-            if augmentations is None:
-                shapes = [subvolume.image.shape, config.model.input_fov_shape,
-                          config.model.output_fov_shape]
-                augmentations = make_augmentations(config.training, shapes=shapes,
-                                                   config=config)
-            rng = make_rng(config.random_seed, "sparse-fill-augment", name, index)
-            subvolume = apply_augmentations(subvolume, augmentations, rng)
-        sparse = int(np.prod(subvolume.image.shape)) > SPARSE_MASK_VOXELS
-        region = Region.from_subvolume(
-            subvolume, sparse_mask=sparse, model_config=config.model,
-            rng=make_rng(config.random_seed, "sparse-fill-moves", name, index))
-        if animation_output_file is not None:
-            region.fill_animation(_region_filename(animation_output_file, name, index, many),
-                                  model, **fill_kwargs)
-        else:
-            region.fill(model, progress=False, **fill_kwargs)
-        result = {
-            "volume": name,
-            "region": index,
-            "seed_vox": (bounds.start + region.seed_vox).tolist(),
-            "start": bounds.start.tolist(),
-            "stop": bounds.stop.tolist(),
-            "label_id": subvolume.label_id,
-            "moves": int(region.num_moves),
-            "early_termination": bool(region.early_termination),
-            "mask_voxels": int(np.count_nonzero(region.get_final_mask())),
-            **_region_metrics(region),
-        }
+        result = _fill_subvolume(model, volumes[name], name, index, bounds,
+                                 (options, augmentations), out)
         results.append(result)
         bar.set_postfix(moves=result["moves"], iou=f"{result['iou']:.3f}")
-        if swc_output_file is not None:
-            region.to_body().to_swc(_region_filename(swc_output_file, name, index, many),
-                                    resolution=volume.resolution, offset_vox=bounds.start)
-        if viewer:
-            _show_viewer(region, name, index, volume.resolution)
     bar.close()
     if print_table:
         print(format_results_table(results))
     return results
+
+
+@dataclass(frozen=True)
+class _SparseOutputs:
+    """What ``sparse-fill`` writes or shows of each region."""
+
+    animation_output_file: str | None
+    swc_output_file: str | None
+    viewer: bool
+    many: bool
+
+
+class _Augmenter:
+    """The ``[training]`` augmentations of each subvolume (made for the first one)."""
+
+    def __init__(self, config):
+        self.config = config
+        self.augmentations = None
+
+    def __call__(self, subvolume, name: str, index: int):
+        from .training.augment import apply_augmentations, make_augmentations
+
+        config = self.config
+        if self.augmentations is None:
+            shapes = [subvolume.image.shape, config.model.input_fov_shape,
+                      config.model.output_fov_shape]
+            self.augmentations = make_augmentations(config.training, shapes=shapes,
+                                                    config=config)
+        rng = make_rng(config.random_seed, "sparse-fill-augment", name, index)
+        return apply_augmentations(subvolume, self.augmentations, rng)
+
+
+def _fill_subvolume(model, volume, name: str, index: int, bounds, how,
+                    out: _SparseOutputs) -> dict[str, Any]:
+    """Fill the object of one subvolume's centre seed; its result row."""
+    from .regions import Region
+
+    options, augment = how
+    subvolume = volume.get_subvolume(bounds)
+    if augment is not None:
+        subvolume = augment(subvolume, name, index)
+    sparse = int(np.prod(subvolume.image.shape)) > SPARSE_MASK_VOXELS
+    region = Region.from_subvolume(
+        subvolume, sparse_mask=sparse, model_config=options.model_config,
+        rng=make_rng(options.random_seed, "sparse-fill-moves", name, index))
+    # Region.fill batches FOVs through diluvian.regions.predict_requests, as dense filling does.
+    fill_kwargs = {"move_batch_size": options.move_batch_size, "max_moves": options.max_moves,
+                   "remask_interval": options.remask_interval, "bias": options.bias}
+    if out.animation_output_file is not None:
+        region.fill_animation(_region_filename(out.animation_output_file, name, index, out.many),
+                              model, **fill_kwargs)
+    else:
+        region.fill(model, progress=False, **fill_kwargs)
+    result = {
+        "volume": name,
+        "region": index,
+        "seed_vox": (bounds.start + region.seed_vox).tolist(),
+        "start": bounds.start.tolist(),
+        "stop": bounds.stop.tolist(),
+        "label_id": subvolume.label_id,
+        "moves": int(region.num_moves),
+        "early_termination": bool(region.early_termination),
+        "mask_voxels": int(np.count_nonzero(region.get_final_mask())),
+        **_region_metrics(region),
+    }
+    if out.swc_output_file is not None:
+        region.to_body().to_swc(_region_filename(out.swc_output_file, name, index, out.many),
+                                resolution=volume.resolution, offset_vox=bounds.start)
+    if out.viewer:
+        _show_viewer(region, name, index, volume.resolution)
+    return result
 
 
 # --------------------------------------------------------------------------
@@ -485,7 +520,7 @@ def object_seeds(labels: np.ndarray, num_seeds: int, rng: np.random.Generator, *
     return seeds
 
 
-def fill_seeded_objects(image, labels: np.ndarray, seeds: Sequence[dict[str, Any]], model,
+def fill_seeded_objects(image, labels: np.ndarray, seeds: Sequence[dict[str, Any]], model,  # noqa: PLR0913
                         model_config, *, box_shape: Sequence[int] | None = None,
                         batch_size: int = 16, max_moves: int | None = None,
                         progress: bool = False) -> list[dict[str, Any]]:

@@ -87,7 +87,7 @@ def write_store_hdf5(store, hdf5_path, toml_path, volume_name: str, image=None,
         tmp.write_text(tomli_w.dumps({"dataset": [entry]}))
 
 
-def fill_volumes_blockwise(
+def fill_volumes_blockwise(  # noqa: PLR0913 - the signature of diluvian.fill's command
     model_file,
     volumes: dict,
     filename: str,

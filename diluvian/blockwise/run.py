@@ -7,7 +7,7 @@ each a set of Dask tasks that read and write only one block's worth of data:
    thresholds from per-block histograms, so that every block makes the
    whole volume's seeds (:mod:`diluvian.blockwise.seeds`).
 2. **fill**: each block's outer box (core + margin) is read from the volume
-   and densely filled with :func:`diluvian.fill.fill_volume_with_model`; its
+   and densely filled by :class:`diluvian.fill.engine.DenseFill`; its
    labels, made globally unique as ``block_number << 32 | local_id``, are
    written to the block's slot of the scratch array ``blocks``. As soon as
    it lands the client sets the block's flag in the small ``finished`` array
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import logging
 import os
 import sys
@@ -40,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from ..fill.options import FillOptions
 from ..geometry import Box
 from ..util import DiluvianError, make_rng
 from .layout import BlockLayout
@@ -66,7 +68,8 @@ __all__ = ["LABELS", "SCRATCH", "STATE_ATTR", "BlockwiseResult", "dask_client",
 
 logger = logging.getLogger(__name__)
 
-#: Options of :func:`diluvian.fill.fill_volume_with_model` that may be given per fill.
+#: Options of :class:`~diluvian.fill.options.FillOptions` that may be given per fill (a
+#: store records them; the other options come from the configuration).
 FILL_OPTIONS = ("seed_generator", "shuffle_seeds", "ignore_mask", "bias", "move_batch_size",
                 "max_moves", "remask_interval", "reject_early_termination")
 #: Settings that must match for a store to be resumed.
@@ -129,17 +132,17 @@ def _set_tf_threads(threads: int) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
-def worker_model(model, config, tf_threads: int | None = None):
+def worker_model(model, network_config, dtype_policy: str, tf_threads: int | None = None):
     """The model of a block task: loaded once per worker and model file, then cached.
 
-    It runs under ``config.fill.dtype_policy``.
+    It runs under the Keras ``dtype_policy`` (``[fill] dtype_policy``).
 
     ``model`` that is not a path (a predictor callable or a model object) is
     returned as is.
     """
     if not isinstance(model, (str, os.PathLike)):
         return model
-    policy = str(config.fill.dtype_policy)
+    policy = str(dtype_policy)
     key = (_worker_name(), str(model), policy)
     with _MODELS_LOCK:
         if key not in _MODELS:
@@ -147,7 +150,7 @@ def worker_model(model, config, tf_threads: int | None = None):
                 _set_tf_threads(tf_threads)
             from ..network import load_model, resolve_dtype_policy
 
-            _MODELS[key] = load_model(model, network_config=config.network,
+            _MODELS[key] = load_model(model, network_config=network_config,
                                       dtype_policy=resolve_dtype_policy(policy))
         return _MODELS[key]
 
@@ -162,46 +165,75 @@ def _context(layout: BlockLayout, block, input_fov_shape) -> Box:
     return layout.grow(block.outer, [int(s) // 2 for s in input_fov_shape])
 
 
-def fill_block(volume, store, layout: BlockLayout, index, model, fill_options: dict, config,
-               seed_stream: tuple = (), tf_threads: int | None = None,
-               seed_levels=None) -> dict:
+@dataclass(frozen=True)
+class BlockJob:
+    """What every block fill of one blockwise run shares (sent to the workers once per task).
+
+    Attributes
+    ----------
+    store : str
+        The zarr store.
+    layout : BlockLayout
+    model : str, keras.Model or callable
+        A model file (loaded once per worker) or a model / predictor.
+    options : FillOptions
+        The fill options of every block.
+    network_config, dtype_policy
+        ``[network]`` and ``[fill] dtype_policy``, to load a model file.
+    tf_threads : int, optional
+        TensorFlow threads of a worker's model.
+    seed_stream : tuple
+        Extra random stream keys of the seed order.
+    seed_levels : sequence of float, optional
+        The whole volume's ``sobel`` seed thresholds.
+    """
+
+    store: str
+    layout: BlockLayout
+    model: Any
+    options: FillOptions
+    network_config: Any = None
+    dtype_policy: str = "float32"
+    tf_threads: int | None = None
+    seed_stream: tuple = ()
+    seed_levels: Any = None
+
+
+def fill_block(volume, job: BlockJob, index) -> dict:
     """Densely fill one block's outer box and write it to its scratch slot (a Dask task).
 
     The block starts from the whole volume's seeds in its outer box
-    (:func:`~diluvian.blockwise.seeds.block_seeds`; ``seed_levels`` are the
-    ``sobel`` thresholds) where its seed generator allows, from seeds of its
-    own image otherwise. Returns the block's
+    (:func:`~diluvian.blockwise.seeds.block_seeds`; ``job.seed_levels`` are
+    the ``sobel`` thresholds) where its seed generator allows, from seeds of
+    its own image otherwise. Returns the block's
     :class:`~diluvian.fill.FillStats` as a dict.
     """
-    from ..fill.dense import fill_volume_with_model
+    from ..fill.engine import DenseFill
     from ..volumes.base import NdarrayVolume
 
+    layout, options = job.layout, job.options
     block = layout.block(index)
     # The outer box is filled; half an input FOV around it (within the volume)
     # is read as context only, so FOVs near the block's faces see real image
     # where a single-process fill would, not padding.
-    context = _context(layout, block, config.model.input_fov_shape)
+    context = _context(layout, block, options.input_fov_shape)
     lo, hi = context.lo, context.hi
     box = context.to_slices()
     image = np.asarray(volume.image_data[box])
-    ignore_mask = bool(fill_options.get("ignore_mask"))
     sub = NdarrayVolume(volume.resolution, image_data=image,
-                        mask_data=read_mask(volume, box, ignore_mask))
+                        mask_data=read_mask(volume, box, options.ignore_mask))
     seeds = None
-    generator = fill_options.get("seed_generator", "sobel")
-    if global_seeding(generator):
-        seeds = block_seeds(volume, layout, index, generator, seed_levels, ignore_mask) - lo
-    net = worker_model(model, config, tf_threads)
+    if global_seeding(options.seed_generator):
+        seeds = block_seeds(volume, layout, index, options.seed_generator, job.seed_levels,
+                            options.ignore_mask) - lo
+    net = worker_model(job.model, job.network_config, job.dtype_policy, job.tf_threads)
     # One stream for every block: seeds are ordered by a hash of their global
     # position, so each block visits its seeds in the whole volume's order.
-    rng = make_rng(config.random_seed, "fill_seeds", *seed_stream)
+    rng = make_rng(options.random_seed, "fill_seeds", *job.seed_stream)
     before = np.asarray(block.outer_lo) - lo
     after = hi - np.asarray(block.outer_hi)
-    labels, stats = fill_volume_with_model(net, sub, seeds=seeds, rng=rng, seed_origin=lo,
-                                           context=np.stack([before, after]),
-                                           background_label_id=0,
-                                           checkpoint_interval=0, progress=False, config=config,
-                                           **fill_options)
+    fill = DenseFill(net, sub, options, context=np.stack([before, after]), progress=False)
+    labels, stats = fill.run(seeds, rng=rng, seed_origin=lo)
     labels = labels[block.outer.shift(-lo).to_slices()]
     # Bodies may reach into the context; count only the block's own box.
     stats.labelled_voxels = int(np.count_nonzero(labels))
@@ -213,7 +245,7 @@ def fill_block(volume, store, layout: BlockLayout, index, model, fill_options: d
     inner = block.outer.shift(-origin).to_slices()
     offset = np.uint64(layout.global_id_offset(block))
     slot[inner] = np.where(labels != 0, labels.astype(np.uint64) | offset, np.uint64(0))
-    _open(store, SCRATCH)[layout.slot_slices(block)] = slot
+    _open(job.store, SCRATCH)[layout.slot_slices(block)] = slot
     return asdict(stats)
 
 
@@ -337,7 +369,7 @@ def _run(client, futures, desc: str, progress: bool, on_done=None) -> list:
     return results
 
 
-def fill_volume_blockwise(
+def fill_volume_blockwise(  # noqa: PLR0913 - the documented public signature
     model,
     volume,
     output,
@@ -361,7 +393,7 @@ def fill_volume_blockwise(
 
     Each block (core ``block_shape`` plus ``block_overlap`` on each side,
     clipped to the volume) is filled independently by
-    :func:`diluvian.fill.fill_volume_with_model` on a worker, which reads only
+    :class:`diluvian.fill.engine.DenseFill` on a worker, which reads only
     that box of the volume (plus context). Blocks start from the whole
     volume's seeds in their box (:mod:`diluvian.blockwise.seeds`; for
     ``sobel`` seeds two quick passes over the blocks first find the whole
@@ -446,6 +478,9 @@ def fill_volume_blockwise(
 
         apply_model_settings(config, read_model_settings(model), source=str(model))
         model = str(Path(model).resolve())
+    # Blocks write local ids (0: background) and keep no checkpoints of their own.
+    options = FillOptions.from_config(config, **fill_options, background_label_id=0,
+                                      checkpoint_interval=0)
     if block_shape is None:
         block_shape = config.fill.block_shape
     if block_shape is None:
@@ -468,70 +503,20 @@ def fill_volume_blockwise(
     layout = BlockLayout(volume.shape, block_shape, block_overlap)
     path = Path(output)
     settings = _store_settings(layout, volume.resolution, threshold, min_voxels, model,
-                               fill_options,
-                               seed_stream, config.random_seed)
+                               fill_options, seed_stream, config.random_seed)
     group, state = _open_store(path, layout, settings)
     result = BlockwiseResult(store=path, blocks=len(layout))
-    if state["complete"]:
-        result.objects, result.merges = state["objects"], state["merges"]
-        result.block_stats = _read_block_stats(group, layout)
-        result.stats = _sum_stats(result.block_stats)
-        result.wall_seconds = time.perf_counter() - t_start
-        return result
-
-    ctx = contextlib.nullcontext(client) if client is not None else \
-        dask_client(scheduler, workers, processes=processes, progress=progress)
-    with ctx as c:
-        run_id = uuid.uuid4().hex[:8]
-        finished = finished_blocks(group)
-        todo = [b for b in layout if not finished[b.index]]
-        if todo:
-            if tf_threads is None:
-                tf_threads = _local_tf_threads(c)
-            volume_f = c.scatter(volume, hash=False)
-            generator = fill_options.get("seed_generator", "sobel")
-            if needs_levels(generator) and "seed_levels" not in state:
-                def on_blocks(function, *args):
-                    fs = [c.submit(function, volume_f, layout, b.index, *args,
-                                   key=f"diluvian-{function.__name__}-{b.key}-{run_id}",
-                                   retries=retries, pure=False) for b in layout]
-                    return _run(c, fs, "Seed thresholds", progress)
-
-                levels = sobel_levels(on_blocks, volume, layout,
-                                      bool(fill_options.get("ignore_mask")))
-                state["seed_levels"] = None if levels is None else list(levels)
-                _save_state(group, state)  # a resumed fill uses the same thresholds
-            futures = [c.submit(fill_block, volume_f, str(path), layout, b.index, model,
-                                fill_options, config, tuple(seed_stream), tf_threads,
-                                state.get("seed_levels"),
-                                key=f"diluvian-fill-{b.key}-{run_id}", retries=retries,
-                                pure=False) for b in todo]
-
-            def landed(i, stats):
-                _mark_finished(group, todo[i].index, stats)
-
-            _run(c, futures, "Fill blocks", progress, landed)
-            result.filled_blocks = len(todo)
-
-        blocks = list(layout)
-        futures = [c.submit(reconcile_block, str(path), layout, b.index, threshold, min_voxels,
-                            key=f"diluvian-reconcile-{b.key}-{run_id}", retries=retries,
-                            pure=False) for b in blocks]
-        found = _run(c, futures, "Reconcile", progress)
-        merges = np.concatenate([m for _, m in found]) if found else np.zeros((0, 2), np.uint64)
-        mapping = consecutive_ids(np.concatenate([ids for ids, _ in found]), merges.tolist())
-        futures = []
-        for b, (ids, _) in zip(blocks, found):
-            values = np.array([mapping[int(i)] for i in ids], dtype=np.uint64)
-            futures.append(c.submit(relabel_block, str(path), layout, b.index, ids, values,
-                                    key=f"diluvian-relabel-{b.key}-{run_id}", retries=retries,
-                                    pure=False))
-        _run(c, futures, "Relabel", progress)
-
-    state["objects"] = max(mapping.values(), default=0)
-    state["merges"] = len(merges)
-    state["complete"] = True
-    _save_state(group, state)
+    if not state["complete"]:
+        job = BlockJob(str(path), layout, model, options, config.network,
+                       str(config.fill.dtype_policy), tf_threads, tuple(seed_stream))
+        ctx = contextlib.nullcontext(client) if client is not None else \
+            dask_client(scheduler, workers, processes=processes, progress=progress)
+        with ctx as c:
+            tasks = _Tasks(c, uuid.uuid4().hex[:8], retries, progress)
+            result.filled_blocks = _fill_blocks(tasks, volume, job, group, state)
+            state["objects"], state["merges"] = _reconcile(tasks, job, threshold, min_voxels)
+        state["complete"] = True
+        _save_state(group, state)
     result.objects, result.merges = state["objects"], state["merges"]
     result.block_stats = _read_block_stats(group, layout)
     result.stats = _sum_stats(result.block_stats)
@@ -540,3 +525,67 @@ def fill_volume_blockwise(
                 result.blocks, result.filled_blocks, result.objects, result.merges,
                 result.wall_seconds)
     return result
+
+
+@dataclass(frozen=True)
+class _Tasks:
+    """Submits Dask tasks of one run: unique keys, retries, progress bars."""
+
+    client: Any
+    run_id: str
+    retries: int
+    progress: bool
+
+    def run(self, function, args_of, items, desc: str, on_done=None) -> list:
+        """``function(*args_of(item))`` for each item as tasks; results in item order."""
+        c = self.client
+        futures = [c.submit(function, *args_of(item),
+                            key=f"diluvian-{function.__name__}-{item.key}-{self.run_id}",
+                            retries=self.retries, pure=False) for item in items]
+        return _run(c, futures, desc, self.progress, on_done)
+
+
+def _fill_blocks(tasks: _Tasks, volume, job: BlockJob, group, state: dict) -> int:
+    """Fill the blocks not yet finished (seed thresholds first where needed); how many."""
+    layout, options = job.layout, job.options
+    finished = finished_blocks(group)
+    todo = [b for b in layout if not finished[b.index]]
+    if not todo:
+        return 0
+    c = tasks.client
+    if job.tf_threads is None:
+        job = dataclasses.replace(job, tf_threads=_local_tf_threads(c))
+    volume_f = c.scatter(volume, hash=False)
+    if needs_levels(options.seed_generator) and "seed_levels" not in state:
+        def on_blocks(function, *args):
+            return tasks.run(function, lambda b: (volume_f, layout, b.index, *args), layout,
+                             "Seed thresholds")
+
+        levels = sobel_levels(on_blocks, volume, layout, options.ignore_mask)
+        state["seed_levels"] = None if levels is None else list(levels)
+        _save_state(group, state)  # a resumed fill uses the same thresholds
+    job = dataclasses.replace(job, seed_levels=state.get("seed_levels"))
+
+    def landed(i, stats):
+        _mark_finished(group, todo[i].index, stats)
+
+    tasks.run(fill_block, lambda b: (volume_f, job, b.index), todo, "Fill blocks", landed)
+    return len(todo)
+
+
+def _reconcile(tasks: _Tasks, job: BlockJob, threshold: float,
+               min_voxels: int) -> tuple[int, int]:
+    """Match objects across block overlaps and write global ids; ``(objects, merges)``."""
+    layout, store = job.layout, job.store
+    blocks = list(layout)
+    found = tasks.run(reconcile_block,
+                      lambda b: (store, layout, b.index, threshold, min_voxels), blocks,
+                      "Reconcile")
+    merges = np.concatenate([m for _, m in found]) if found else np.zeros((0, 2), np.uint64)
+    mapping = consecutive_ids(np.concatenate([ids for ids, _ in found]), merges.tolist())
+    values = {b.key: np.array([mapping[int(i)] for i in ids], dtype=np.uint64)
+              for b, (ids, _) in zip(blocks, found)}
+    ids_of = {b.key: ids for b, (ids, _) in zip(blocks, found)}
+    tasks.run(relabel_block, lambda b: (store, layout, b.index, ids_of[b.key], values[b.key]),
+              blocks, "Relabel")
+    return max(mapping.values(), default=0), len(merges)

@@ -1,7 +1,8 @@
 """Dense segmentation: flood fill every object of a volume from a list of seeds.
 
 :func:`fill_volume_with_model` fills one volume in memory and returns its
-label array; :func:`fill_volumes_with_model` is ``diluvian fill``: it loads
+label array (a facade: it builds one :class:`FillOptions` and runs a
+:class:`DenseFill`, whose methods are the rules below); :func:`fill_volumes_with_model` is ``diluvian fill``: it loads
 the model file, picks the volumes, writes each result as ``OUT.hdf5`` (CREMI
 layout) with a dataset TOML ``OUT.toml`` beside it, checkpoints and resumes.
 
@@ -55,6 +56,8 @@ and those inside labelled voxels are skipped.
 
 from .command import fill_volumes_with_model, load_fill_model
 from .dense import fill_volume_with_model
+from .engine import DenseFill
+from .options import FillOptions
 from .state import (
     FillState,
     FillStats,
@@ -68,6 +71,8 @@ from .state import (
 _load_model = load_fill_model
 
 __all__ = [
+    "DenseFill",
+    "FillOptions",
     "FillState",
     "FillStats",
     "dataset_name",

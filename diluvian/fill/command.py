@@ -5,12 +5,14 @@ from __future__ import annotations
 import copy
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..util import DiluvianError, make_rng
-from .dense import fill_volume_with_model
+from .engine import DenseFill
+from .options import FillOptions
 from .state import (
     FillStats,
     compare_settings,
@@ -21,7 +23,7 @@ from .state import (
     write_segmentation,
 )
 
-__all__ = ["fill_volumes_with_model", "load_fill_model"]
+__all__ = ["FillOutput", "fill_volumes_with_model", "format_evaluations", "load_fill_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,27 +69,35 @@ def load_fill_model(model_file, config):
     return model
 
 
-def _fill_settings(model_file, config, **options) -> dict:
+def _fill_settings(model_file, options: FillOptions, partition: bool) -> dict:
     """The model and settings that decide a fill's result (stored in its checkpoints)."""
-    m, f = config.model, config.fill
+    m, o = options.model_config, options
     settings = {
         "model_file": str(Path(model_file).resolve()),
         "model_sha256": model_digest(model_file),
-        **options,
-        "random_seed": config.random_seed,
+        "seed_generator": o.seed_generator,
+        "shuffle_seeds": o.shuffle_seeds,
+        "ignore_mask": o.ignore_mask,
+        "bias": o.bias,
+        "max_moves": o.max_moves,
+        "remask_interval": o.remask_interval,
+        "reject_early_termination": o.reject_early_termination,
+        "background_label_id": o.background_label_id,
+        "partition": partition,
+        "random_seed": o.random_seed,
         "t_move": m.t_move,
         "t_final": m.t_final_value,
         "move_policy": m.move_policy,
         "move_priority": m.move_priority,
         "move_check_thickness": m.move_check_thickness,
         "output_fov_move_fraction": m.output_fov_move_fraction,
-        "min_body_size": f.min_body_size,
-        "skip_committed": f.skip_committed,
-        "full_context": f.full_context,
-        "inset_fovs": f.inset_fovs,
-        "stop_weak_seed": f.stop_weak_seed,
-        "skip_certain": f.skip_certain,
-        "closing_shape": config.postprocessing.closing_shape,
+        "min_body_size": o.min_body_size,
+        "skip_committed": o.skip_committed,
+        "full_context": o.full_context,
+        "inset_fovs": o.inset_fovs,
+        "stop_weak_seed": o.stop_weak_seed,
+        "skip_certain": o.skip_certain,
+        "closing_shape": None if o.closing_shape is None else list(o.closing_shape),
     }
     return json.loads(json.dumps(settings, default=_jsonable))
 
@@ -110,7 +120,7 @@ def _show_viewer(name, image, labels, resolution) -> None:
     viewer.print_view_prompt()
 
 
-def fill_volumes_with_model(
+def fill_volumes_with_model(  # noqa: PLR0913 - the documented public signature
     model_file,
     volumes: dict,
     filename: str,
@@ -176,37 +186,59 @@ reject_early_termination, checkpoint_interval, checkpoint_seconds
     if config is None:
         from ..config import CONFIG as config
     config = copy.deepcopy(config)
+    overrides = {
+        "seed_generator": seed_generator, "shuffle_seeds": shuffle_seeds,
+        "ignore_mask": ignore_mask, "background_label_id": background_label_id, "bias": bias,
+        "move_batch_size": move_batch_size, "max_moves": max_moves, "max_bodies": max_bodies,
+        "remask_interval": remask_interval,
+        "reject_early_termination": reject_early_termination,
+        "checkpoint_interval": checkpoint_interval, "checkpoint_seconds": checkpoint_seconds}
     if block_shape is not None or config.fill.block_shape is not None:
         from ..blockwise import fill_volumes_blockwise
 
+        overrides.pop("checkpoint_seconds")
         return fill_volumes_blockwise(
             model_file, volumes, filename, resume_filename=resume_filename, partition=partition,
-            viewer=viewer, seed_generator=seed_generator,
-            background_label_id=background_label_id, bias=bias,
-            move_batch_size=move_batch_size, max_moves=max_moves, max_bodies=max_bodies,
-            remask_interval=remask_interval, shuffle_seeds=shuffle_seeds,
-            ignore_mask=ignore_mask, reject_early_termination=reject_early_termination,
-            checkpoint_interval=checkpoint_interval, block_shape=block_shape,
-            block_overlap=block_overlap, scheduler=scheduler, workers=workers, config=config,
-            progress=progress)
+            viewer=viewer, block_shape=block_shape, block_overlap=block_overlap,
+            scheduler=scheduler, workers=workers, config=config, progress=progress, **overrides)
     if not volumes:
         raise DiluvianError("no volumes to fill")
     if len(volumes) > 1 and "{volume}" not in str(filename):
         raise DiluvianError(f"output file {filename!r} must contain '{{volume}}' to fill "
                             f"{len(volumes)} volumes")
     model = load_fill_model(model_file, config)
-    settings = _fill_settings(model_file, config, seed_generator=seed_generator,
-                              shuffle_seeds=shuffle_seeds, ignore_mask=ignore_mask, bias=bias,
-                              max_moves=max_moves, remask_interval=remask_interval,
-                              reject_early_termination=reject_early_termination,
-                              background_label_id=background_label_id, partition=partition)
+    options = FillOptions.from_config(config, **overrides)
+    settings = _fill_settings(model_file, options, partition)
     from ..network import MultiDevicePredictor, fill_devices
 
     devices = fill_devices(int(config.training.num_gpus))
     if devices:
         # One replica per GPU; every model call's batch is split across them.
         model = MultiDevicePredictor(model, devices)
+    volumes = _prepared_volumes(volumes, partition, config)
+    resume = None
+    if resume_filename is not None:
+        resume = _resume_state(resume_filename, settings, volumes)
+    all_stats = {}
+    for name, volume in volumes.items():
+        state = resume[1] if resume is not None and resume[0] == name else None
+        all_stats[name] = _fill_one(model, name, volume, options, settings, state,
+                                    FillOutput(filename, viewer, progress, resume_filename))
+    return all_stats
 
+
+@dataclass(frozen=True)
+class FillOutput:
+    """Where and how ``diluvian fill`` writes one volume's result."""
+
+    filename: str
+    viewer: bool = False
+    progress: bool = True
+    resume_filename: str | None = None
+
+
+def _prepared_volumes(volumes: dict, partition: bool, config) -> dict:
+    """The volumes to fill: validation partitions or downsampled, at least one input FOV."""
     downsample = config.explicitly_set("volume.resolution")
     if partition:
         from ..volumes import partition_volumes
@@ -216,59 +248,61 @@ reject_early_termination, checkpoint_interval, checkpoint_seconds
         volumes = {k: v.downsample(config.volume.resolution,
                                    label_mode=config.volume.label_downsampling)
                    for k, v in volumes.items()}
-
     fov = np.asarray(config.model.input_fov_shape)
     for name, volume in volumes.items():
         if np.any(np.asarray(volume.shape) < fov):
             raise DiluvianError(f"volume {name!r} of shape {list(map(int, volume.shape))} is "
                                 f"smaller than [model] input_fov_shape {fov.tolist()}")
+    return volumes
 
-    resume = None
-    if resume_filename is not None:
-        resume_name, resume_state, _ = read_fill_checkpoint(resume_filename)
-        if resume_state.settings is None:
-            logger.warning("%s: an older checkpoint without its settings; resuming without "
-                           "checking that model and settings match", resume_filename)
-        compare_settings(resume_state.settings, settings, resume_filename)
-        names = [k for k in volumes if dataset_name(k) == resume_name or k == resume_name]
-        if not names and len(volumes) == 1:
-            names = list(volumes)
-        if not names:
-            raise DiluvianError(f"{resume_filename}: dataset {resume_name!r} matches none of the "
-                                f"volumes {', '.join(volumes)}")
-        resume = (names[0], resume_state)
 
-    all_stats = {}
-    for name, volume in volumes.items():
-        hdf5_path, toml_path = segmentation_paths(filename, name)
-        raw = np.asarray(volume.image_data[...]) if volume.image_data is not None else None
-        state = None
-        if resume is not None and resume[0] == name:
-            state = resume[1]
-            if raw is not None and state.labels.shape != raw.shape:
-                raise DiluvianError(
-                    f"{resume_filename}: labels of shape {list(state.labels.shape)} do not match "
-                    f"volume {name!r} of shape {list(raw.shape)}")
+def _resume_state(resume_filename, settings: dict, volumes: dict) -> tuple[str, object]:
+    """``(volume name, FillState)`` of a checkpoint made with the same settings."""
+    resume_name, resume_state, _ = read_fill_checkpoint(resume_filename)
+    if resume_state.settings is None:
+        logger.warning("%s: an older checkpoint without its settings; resuming without "
+                       "checking that model and settings match", resume_filename)
+    compare_settings(resume_state.settings, settings, resume_filename)
+    names = [k for k in volumes if dataset_name(k) == resume_name or k == resume_name]
+    if not names and len(volumes) == 1:
+        names = list(volumes)
+    if not names:
+        raise DiluvianError(f"{resume_filename}: dataset {resume_name!r} matches none of the "
+                            f"volumes {', '.join(volumes)}")
+    return names[0], resume_state
 
-        def checkpoint(s, name=name, hdf5_path=hdf5_path, toml_path=toml_path, raw=raw,
-                       volume=volume):
-            s.settings = settings
-            write_segmentation(hdf5_path, toml_path, name, None, raw, volume.resolution,
-                               state=s, background_label_id=background_label_id)
 
-        labels, stats = fill_volume_with_model(
-            model, volume, seed_generator=seed_generator, shuffle_seeds=shuffle_seeds,
-            ignore_mask=ignore_mask, rng=make_rng(config.random_seed, "fill_seeds", name),
-            background_label_id=background_label_id, bias=bias,
-            move_batch_size=move_batch_size, max_moves=max_moves, max_bodies=max_bodies,
-            remask_interval=remask_interval, reject_early_termination=reject_early_termination,
-            resume=state, checkpoint_interval=checkpoint_interval,
-            checkpoint_seconds=checkpoint_seconds, checkpoint=checkpoint,
-            progress=progress, config=config)
-        all_stats[name] = stats
-        logger.info("%s: %d bodies, %.1f%% labelled, %d moves in %.1f s -> %s", name,
-                    stats.bodies, 100.0 * stats.labelled_voxels / labels.size, stats.moves,
-                    stats.wall_seconds, hdf5_path)
-        if viewer:
-            _show_viewer(name, raw, labels, volume.resolution)
-    return all_stats
+def _fill_one(model, name: str, volume, options: FillOptions, settings: dict, state,
+              out: FillOutput) -> FillStats:
+    """Fill one volume (resuming ``state``), checkpointing to its ``OUT.hdf5`` + ``OUT.toml``."""
+    hdf5_path, toml_path = segmentation_paths(out.filename, name)
+    raw = np.asarray(volume.image_data[...]) if volume.image_data is not None else None
+    if state is not None and raw is not None and state.labels.shape != raw.shape:
+        raise DiluvianError(
+            f"{out.resume_filename}: labels of shape {list(state.labels.shape)} do not match "
+            f"volume {name!r} of shape {list(raw.shape)}")
+
+    def checkpoint(s):
+        s.settings = settings
+        write_segmentation(hdf5_path, toml_path, name, None, raw, volume.resolution,
+                           state=s, background_label_id=options.background_label_id)
+
+    fill = DenseFill(model, volume, options, checkpoint=checkpoint, progress=out.progress)
+    labels, stats = fill.run(rng=make_rng(options.random_seed, "fill_seeds", name),
+                             resume=state)
+    logger.info("%s: %d bodies, %.1f%% labelled, %d moves in %.1f s -> %s", name,
+                stats.bodies, 100.0 * stats.labelled_voxels / labels.size, stats.moves,
+                stats.wall_seconds, hdf5_path)
+    logger.info("%s: where the %d evaluations went: %s", name, stats.moves,
+                format_evaluations(stats))
+    if out.viewer:
+        _show_viewer(name, raw, labels, volume.resolution)
+    return stats
+
+
+def format_evaluations(stats: FillStats) -> str:
+    """One line of the ``evals_*`` counters of a fill (they may overlap)."""
+    return (f"{stats.evals_near_face} near a face, {stats.evals_in_committed} in committed "
+            f"bodies, {stats.evals_revisit} revisits, {stats.evals_rejected} in rejected "
+            f"bodies, {stats.evals_cancelled} in cancelled regions, "
+            f"{stats.single_fov_seeds} single-FOV seeds")

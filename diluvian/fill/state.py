@@ -37,6 +37,10 @@ STATE_VERSION = 1
 class FillStats:
     """Counters of a dense fill (cumulative across resumes except the timings).
 
+    The ``evals_*`` counters say where network evaluations (``moves``) go;
+    they overlap (an evaluation near a face may also be in a committed body).
+    Checkpoints written before they existed load with them at 0.
+
     Attributes
     ----------
     seeds : int
@@ -68,6 +72,21 @@ class FillStats:
         neighbourhood (``skip_certain``).
     weak_seeds : int
         Regions stopped because a prediction put their seed below ``t_move``.
+    evals_near_face : int
+        Evaluations whose FOV reached past a volume face (centre within
+        half an input FOV of it), so the model saw padding.
+    evals_in_committed : int
+        Evaluations centred on a voxel of an already committed body.
+    evals_revisit : int
+        Evaluations of a lattice cell (:meth:`Region.vox_to_cell` of the
+        centre) that their region had already predicted.
+    evals_rejected : int
+        Evaluations of regions whose body was then rejected (under
+        ``min_body_size``, or stopped early with ``reject_early_termination``).
+    evals_cancelled : int
+        Evaluations of regions cancelled by an earlier body (as ``wasted_moves``).
+    single_fov_seeds : int
+        Regions that ended after exactly one evaluation.
     predict_calls : int
         Model calls (batches) in this run.
     predict_seconds, wall_seconds : float
@@ -90,6 +109,12 @@ class FillStats:
     blocked_moves: int = 0
     weak_seeds: int = 0
     certain_moves: int = 0
+    evals_near_face: int = 0
+    evals_in_committed: int = 0
+    evals_revisit: int = 0
+    evals_rejected: int = 0
+    evals_cancelled: int = 0
+    single_fov_seeds: int = 0
     predict_calls: int = 0
     predict_seconds: float = 0.0
     wall_seconds: float = 0.0

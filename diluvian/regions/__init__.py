@@ -24,13 +24,20 @@ in full batches. Nothing here imports Keras or TensorFlow.
 """
 
 from .compat006 import EarlyFillTermination, mask_to_output_target
-from .engine import FovRequest, Predictor, as_predictor, fill_regions, iter_fill_regions
 from .movement import (
     MOVE_POLICIES,
     FaceMaxPolicy,
     LatticePolicy,
     MovePolicy,
     register_move_policy,
+)
+from .engine import (
+    FovRequest,
+    Predictor,
+    as_predictor,
+    fill_regions,
+    iter_fill_regions,
+    predict_requests,
 )
 from .region import Region
 
@@ -48,4 +55,5 @@ __all__ = [
     "iter_fill_regions",
     "mask_to_output_target",
     "register_move_policy",
+    "predict_requests",
 ]

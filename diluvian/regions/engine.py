@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -30,8 +30,8 @@ from ..util import DiluvianError
 if TYPE_CHECKING:
     from .region import Region
 
-__all__ = ["FovRequest", "Predictor", "as_predictor", "fill_regions", "iter_fill_regions"]
-
+__all__ = ["FovRequest", "Predictor", "as_predictor", "fill_regions", "iter_fill_regions",
+           "predict_requests"]
 
 
 @dataclass(eq=False, slots=True)
@@ -62,7 +62,22 @@ class FovRequest:
     mask: np.ndarray
 
 
-def _predict(predictor: Predictor, batch: list[FovRequest]) -> np.ndarray:
+def predict_requests(predictor: Predictor, batch: list[FovRequest]) -> np.ndarray:
+    """Predict a batch of FOV requests in one model call: the only batching of FOVs.
+
+    Used by :func:`iter_fill_regions` (sparse fills, :meth:`Region.fill`)
+    and by dense filling (:class:`diluvian.fill.dense.DenseFill`).
+
+    Returns
+    -------
+    ndarray of float32, shape (len(batch), *output_fov_shape)
+
+    Raises
+    ------
+    DiluvianError
+        If the requests' input FOV shapes differ or the model returns
+        predictions of another shape.
+    """
     if len(batch) == 1:
         images = batch[0].image[None]
         masks = batch[0].mask[None]
@@ -82,7 +97,7 @@ def _predict(predictor: Predictor, batch: list[FovRequest]) -> np.ndarray:
     return probs
 
 
-def iter_fill_regions(
+def iter_fill_regions(  # noqa: PLR0913 - the documented public signature
     regions: Iterable[Region],
     model: Any,
     *,
@@ -141,47 +156,21 @@ def iter_fill_regions(
     if max_active is None:
         max_active = max(1, math.ceil(batch_size / moves_per_region))
     predictor = as_predictor(model)
-    source = iter(regions)
-    exhausted = False
-    ready: deque[Region] = deque()
-    n_active = 0
+    pool = _RegionPool(regions, max_active)
 
     from tqdm.auto import tqdm
 
     bar = tqdm(desc="Filling", unit="move", disable=not progress, leave=False)
     try:
         while True:
-            batch: list[FovRequest] = []
-            while len(batch) < batch_size:
-                if not ready:
-                    if exhausted or n_active >= max_active:
-                        break
-                    try:
-                        region = next(source)
-                    except StopIteration:
-                        exhausted = True
-                        break
-                    n_active += 1
-                    ready.append(region)
-                region = ready.popleft()
-                n = min(moves_per_region, batch_size - len(batch))
-                if max_moves is not None:
-                    n = min(n, max_moves - region.num_moves)
-                    if n <= 0:
-                        region.stop()
-                requests = region.next_requests(n) if n > 0 else []
-                if not requests:
-                    n_active -= 1
-                    yield region
-                    continue
-                batch.extend(requests)
+            batch = yield from _gather(pool, batch_size, moves_per_region, max_moves)
             if not batch:
-                if exhausted and n_active == 0 and not ready:
+                if pool.exhausted and pool.n_active == 0 and not pool.ready:
                     break
-                if not ready and (exhausted or n_active >= max_active):
+                if not pool.ready and (pool.exhausted or pool.n_active >= max_active):
                     break  # pragma: no cover - defensive; nothing can make progress
                 continue
-            probs = _predict(predictor, batch)
+            probs = predict_requests(predictor, batch)
             touched: dict[Region, None] = {}
             for request, prob in zip(batch, probs):
                 request.region.apply(request, prob, bias=bias, remask_interval=remask_interval)
@@ -192,9 +181,60 @@ def iter_fill_regions(
                     region.stop()
                 elif max_moves is not None and region.num_moves >= max_moves:
                     region.stop()
-                ready.append(region)
+                pool.ready.append(region)
     finally:
         bar.close()
+
+
+class _RegionPool:
+    """Regions pulled lazily from a source: those ready for their next FOVs, and a count."""
+
+    def __init__(self, regions: Iterable[Region], max_active: int):
+        self.source = iter(regions)
+        self.max_active = max_active
+        self.exhausted = False
+        self.ready: deque[Region] = deque()
+        self.n_active = 0
+
+    def pull(self) -> bool:
+        """Start the source's next region; false when none may start or none is left."""
+        if self.exhausted or self.n_active >= self.max_active:
+            return False
+        try:
+            region = next(self.source)
+        except StopIteration:
+            self.exhausted = True
+            return False
+        self.n_active += 1
+        self.ready.append(region)
+        return True
+
+
+def _gather(pool: _RegionPool, batch_size: int, moves_per_region: int,
+            max_moves: int | None) -> Generator[Region, None, list[FovRequest]]:
+    """Collect up to ``batch_size`` FOV requests; yield each region found finished on the way.
+
+    Returns the batch (``batch = yield from _gather(...)``). A region is
+    yielded before the next one is pulled from the source, so a lazy source
+    sees earlier regions finished (and committed) first.
+    """
+    batch: list[FovRequest] = []
+    while len(batch) < batch_size:
+        if not pool.ready and not pool.pull():
+            break
+        region = pool.ready.popleft()
+        n = min(moves_per_region, batch_size - len(batch))
+        if max_moves is not None:
+            n = min(n, max_moves - region.num_moves)
+            if n <= 0:
+                region.stop()
+        requests = region.next_requests(n) if n > 0 else []
+        if not requests:
+            pool.n_active -= 1
+            yield region
+            continue
+        batch.extend(requests)
+    return batch
 
 
 def fill_regions(regions: Iterable[Region], model: Any, **kwargs) -> list[Region]:
