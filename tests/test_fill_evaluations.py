@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from test_fill import blob_labels, fill, grid_seeds, relabel_equal
 
 HALF = (2, 4, 4)  # half of test_fill's 5 x 9 x 9 FOV
@@ -90,8 +89,9 @@ def test_inset_fovs_spend_fewer_evaluations_than_centring_fovs_at_the_faces():
 
 @pytest.mark.parametrize("policy", ["lattice", "face_max"])
 def test_inset_fovs_are_not_repeated(policy):
-    from diluvian.regions import Region
     from region_helpers import model_config
+
+    from diluvian.regions import Region
 
     shape = (12, 32, 32)
     image = np.full(shape, 0.5, np.float32)

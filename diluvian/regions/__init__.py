@@ -24,13 +24,6 @@ in full batches. Nothing here imports Keras or TensorFlow.
 """
 
 from .compat006 import EarlyFillTermination, mask_to_output_target
-from .movement import (
-    MOVE_POLICIES,
-    FaceMaxPolicy,
-    LatticePolicy,
-    MovePolicy,
-    register_move_policy,
-)
 from .engine import (
     FovRequest,
     Predictor,
@@ -38,6 +31,13 @@ from .engine import (
     fill_regions,
     iter_fill_regions,
     predict_requests,
+)
+from .movement import (
+    MOVE_POLICIES,
+    FaceMaxPolicy,
+    LatticePolicy,
+    MovePolicy,
+    register_move_policy,
 )
 from .region import Region
 
