@@ -15,7 +15,14 @@ Run ``python benchmarks/bench_fill.py`` (about 2 minutes on 2 cores). It prints:
     2 cores (with our defaults, and with FFN's rule of FOVs inside the volume);
 (d) reduced precision: bare-model time per FOV in float32 over that under the
     ``auto`` dtype policy (bfloat16 on CPUs with native bfloat16), and the
-    largest difference of their predicted probabilities.
+    largest difference of their predicted probabilities;
+(e) with ``--policies crop`` (FFN's 96^3 crop z 140:236, y 77:173, x 77:173)
+    or ``--policies cube`` (all of training_sample2): one row per fill policy
+    (the quality setting ``inset_fovs = false``, ``full_context``, the
+    default) and Google FFN's own row on the same voxels and weights:
+    network evaluations, VOI split / merge, adapted Rand error (every voxel
+    counted), labelled fraction, wall time, where the evaluations went, and
+    the CPU flags.
 
 ``--dtype-policy`` sets ``[fill] dtype_policy`` for (a)-(c) (default ``auto``).
 
@@ -193,6 +200,71 @@ def scores(truth, labels) -> dict[str, float]:
             "arand": float(adapted_rand_error(truth, labels, ignore_labels=())[0])}
 
 
+#: Google FFN's own inference code with the same weights, batch 1, its seed and
+#: movement policies (issue 21), all voxels counted (skimage.metrics).
+FFN_PEERS = {
+    "crop": {"evaluations": 493, "voi_split": 0.405, "voi_merge": 0.604, "arand": 0.095,
+             "labelled": 0.83},
+    "cube": {"evaluations": 25799, "voi_split": 0.923, "voi_merge": 0.910, "arand": 0.158,
+             "labelled": 13867123 / 250**3},
+}
+#: The references of the policy table: FFN's 96^3 crop and the whole cube.
+POLICY_REGIONS = {"crop": (slice(140, 236), slice(77, 173), slice(77, 173)),
+                  "cube": (slice(None),) * 3}
+#: Rows of the policy table: name and fill options.
+POLICIES = (("quality (inset_fovs=false)", {"inset_fovs": False}),
+            ("full_context (FFN's margin)", {"inset_fovs": False, "full_context": True}),
+            ("default (inset_fovs=true)", {"inset_fovs": True}))
+
+
+def cpu_flags() -> str:
+    """CPU model, cores and the flags that decide TensorFlow's speed."""
+    model, flags = "?", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.partition(":")[2].strip()
+            elif line.startswith("flags"):
+                flags.update(line.partition(":")[2].split())
+    except OSError:
+        pass
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+    return f"CPU: {model}, {os.cpu_count()} cores, flags: " + \
+        " ".join(f for f in wanted if f in flags)
+
+
+def policy_table(workdir: Path, region: str, dtype_policy: str = "auto") -> None:
+    """(e): one row per fill policy and FFN's row, on the same voxels and weights."""
+    import h5py
+
+    from diluvian.volumes.base import NdarrayVolume
+
+    model, config = ffn_model(workdir, dtype_policy)
+    with h5py.File(FIB25) as f:
+        sl = POLICY_REGIONS[region]
+        image, truth = f["volumes/raw"][sl], f["volumes/labels/neuron_ids"][sl]
+    volume = NdarrayVolume([10, 10, 10], image_data=image)
+    peer = FFN_PEERS[region]
+    where = ("96^3 crop z 140:236, y 77:173, x 77:173" if region == "crop"
+             else "whole 250^3 cube")
+    print(f"(e) FIB-25 {where}, imported FFN model, batch 1, all voxels counted; {cpu_flags()}")
+    print(f"    {'policy':30s}{'evals':>7s}{'x FFN':>7s}{'split':>7s}{'merge':>7s}"
+          f"{'ARAND':>7s}{'label':>7s}{'wall s':>8s}")
+    for name, options in POLICIES:
+        labels, stats, wall, _ = fill_once(model, volume, config, 1, **options)
+        s = scores(truth, labels)
+        print(f"    {name:30s}{stats.moves:7d}{stats.moves / peer['evaluations']:7.2f}"
+              f"{s['voi_split']:7.3f}{s['voi_merge']:7.3f}{s['arand']:7.3f}"
+              f"{stats.labelled_voxels / labels.size:7.1%}{wall:8.0f}", flush=True)
+        print(f"      evaluations near a face {stats.evals_near_face}, in committed bodies "
+              f"{stats.evals_in_committed}, revisits {stats.evals_revisit}, in rejected bodies "
+              f"{stats.evals_rejected}, cancelled {stats.evals_cancelled}; single-FOV seeds "
+              f"{stats.single_fov_seeds}", flush=True)
+    print(f"    {'Google FFN (its own code)':30s}{peer['evaluations']:7d}{1.0:7.2f}"
+          f"{peer['voi_split']:7.3f}{peer['voi_merge']:7.3f}{peer['arand']:7.3f}"
+          f"{peer['labelled']:7.1%}{'':>8s}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--crop", type=int, default=40,
@@ -212,7 +284,17 @@ def main(argv=None) -> int:
                         help="random_seed of (c) (the fill's seed order; default the "
                         "configuration's): run twice to see how much the seed order alone "
                         "moves the scores.")
+    parser.add_argument("--policies", choices=sorted(POLICY_REGIONS), default=None,
+                        help="Only (e): the fill policy table against Google FFN on its 96^3 "
+                        "crop or the whole cube.")
     args = parser.parse_args(argv)
+    if args.policies:
+        if not (FIB25.exists() and Path(str(CHECKPOINT) + ".index").exists()):
+            print("(e) skipped: ../shared is not available")
+            return 0
+        policy_table(Path(tempfile.mkdtemp(prefix="bench_fill.")), args.policies,
+                     args.dtype_policy)
+        return 0
 
     from diluvian.preprocessing import make_seeds
     from diluvian.util import to_float_image

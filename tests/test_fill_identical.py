@@ -55,7 +55,10 @@ def fill_crop(fib25_path: Path, model_file: Path, size: int, move_policy: str | 
         raw = f["volumes/raw"]
         lo = [(s - size) // 2 for s in raw.shape]
         image = raw[tuple(slice(a, a + size) for a in lo)]
-    settings = {"volume": {"resolution": [10, 10, 10]}, "fill": {"dtype_policy": "float32"}}
+    # The digests pin the fill rules of before issue 21, kept as the quality
+    # setting (inset_fovs = false).
+    settings = {"volume": {"resolution": [10, 10, 10]},
+                "fill": {"dtype_policy": "float32", "inset_fovs": False}}
     if move_policy is not None:
         settings["model"] = {"move_policy": move_policy}
     config = Config([settings])

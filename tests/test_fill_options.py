@@ -92,7 +92,7 @@ def test_evaluation_counters_of_seeds_that_find_nothing():
     # rejected. The FOV is 5x9x9: centres within (2, 4, 4) of a face read padding.
     labels = blob_labels()
     seeds = np.array([[6, 16, 16], [0, 0, 0], [11, 31, 31], [2, 27, 4]])
-    _, stats = fill(labels, nothing, seeds=seeds, shuffle_seeds=False)
+    _, stats = fill(labels, nothing, seeds=seeds, shuffle_seeds=False, inset_fovs=False)
     assert stats.moves == 4
     assert stats.single_fov_seeds == 4
     assert stats.rejected_small == 4 and stats.evals_rejected == 4
@@ -117,7 +117,8 @@ def test_evaluations_in_committed_bodies_are_counted():
     # grow, so those are the centres of region 1 in the final body of object 2.
     labels = touching_labels()
     seeds = np.array([[6, 8, 24], [6, 8, 8]])  # objects 2, then 1
-    options = FillOptions.from_config(small_config(), shuffle_seeds=False, skip_committed=False)
+    options = FillOptions.from_config(small_config(), shuffle_seeds=False, skip_committed=False,
+                                      inset_fovs=False)
     fill = RecordingFill(greedy_oracle, volume_of(labels), options, progress=False)
     fill.centres = []
     out, stats = fill.run(seeds)
@@ -148,7 +149,7 @@ def test_new_counters_are_checkpointed_and_old_checkpoints_load(tmp_path):
     labels = blob_labels()
     seeds = np.array([[6, 16, 16], [0, 0, 0]])
     states = []
-    _, stats = fill(labels, nothing, seeds=seeds, checkpoint=states.append)
+    _, stats = fill(labels, nothing, seeds=seeds, checkpoint=states.append, inset_fovs=False)
     state = states[-1]
     hdf5, toml = tmp_path / "o.hdf5", tmp_path / "o.toml"
     write_segmentation(hdf5, toml, "v", None, None, [1, 1, 1], state=state)
@@ -164,6 +165,6 @@ def test_new_counters_are_checkpointed_and_old_checkpoints_load(tmp_path):
     _, old, _ = read_fill_checkpoint(toml)
     assert old.stats.single_fov_seeds == 0 and old.stats.moves == stats.moves
     # Resuming adds to them.
-    _, resumed = fill(labels, nothing, resume=loaded, seeds=None)
+    _, resumed = fill(labels, nothing, resume=loaded, seeds=None, inset_fovs=False)
     assert resumed.single_fov_seeds == 2
     assert isinstance(resumed, FillStats)
