@@ -136,7 +136,10 @@ def test_dense_fill_with_skip_certain_matches_and_counts_certain_moves():
     volume = NdarrayVolume([10, 10, 10], image_data=(labels * 90 + 20).astype(np.uint8))
     config = Config([{"model": {"input_fov_shape": [FOV] * 3, "output_fov_shape": [FOV] * 3,
                                 "output_fov_move_fraction": FOV // STEP},
-                      "fill": {"min_body_size": 0}}])
+                      # Same labels with and without skip_certain holds for FOVs
+                      # centred anywhere; FOVs moved inward from the faces
+                      # (inset_fovs) are predicted in another order.
+                      "fill": {"min_body_size": 0, "inset_fovs": False}}])
 
     def predict(images, masks):
         return np.where(images > 0.3, 0.95, 0.05).astype(np.float32)
