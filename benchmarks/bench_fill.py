@@ -217,25 +217,10 @@ POLICIES = (("quality (inset_fovs=false)", {"inset_fovs": False}),
             ("default (inset_fovs=true)", {"inset_fovs": True}))
 
 
-def cpu_flags() -> str:
-    """CPU model, cores and the flags that decide TensorFlow's speed."""
-    model, flags = "?", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.partition(":")[2].strip()
-            elif line.startswith("flags"):
-                flags.update(line.partition(":")[2].split())
-    except OSError:
-        pass
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-    return f"CPU: {model}, {os.cpu_count()} cores, flags: " + \
-        " ".join(f for f in wanted if f in flags)
-
-
 def policy_table(workdir: Path, region: str, dtype_policy: str = "auto") -> None:
     """(e): one row per fill policy and FFN's row, on the same voxels and weights."""
     import h5py
+    from bench_train_fill_fib25 import cpu_line  # the same CPU line in every benchmark
 
     from diluvian.volumes.base import NdarrayVolume
 
@@ -247,7 +232,7 @@ def policy_table(workdir: Path, region: str, dtype_policy: str = "auto") -> None
     peer = FFN_PEERS[region]
     where = ("96^3 crop z 140:236, y 77:173, x 77:173" if region == "crop"
              else "whole 250^3 cube")
-    print(f"(e) FIB-25 {where}, imported FFN model, batch 1, all voxels counted; {cpu_flags()}")
+    print(f"(e) FIB-25 {where}, imported FFN model, batch 1, all voxels counted; {cpu_line()}")
     print(f"    {'policy':30s}{'evals':>7s}{'x FFN':>7s}{'split':>7s}{'merge':>7s}"
           f"{'ARAND':>7s}{'label':>7s}{'wall s':>8s}")
     for name, options in POLICIES:

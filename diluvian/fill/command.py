@@ -215,7 +215,7 @@ reject_early_termination, checkpoint_interval, checkpoint_seconds
     if devices:
         # One replica per GPU; every model call's batch is split across them.
         model = MultiDevicePredictor(model, devices)
-    volumes = _prepared_volumes(volumes, partition, config)
+    volumes = prepared_volumes(volumes, partition, config)
     resume = None
     if resume_filename is not None:
         resume = _resume_state(resume_filename, settings, volumes)
@@ -237,7 +237,7 @@ class FillOutput:
     resume_filename: str | None = None
 
 
-def _prepared_volumes(volumes: dict, partition: bool, config) -> dict:
+def prepared_volumes(volumes: dict, partition: bool, config) -> dict:
     """The volumes to fill: validation partitions or downsampled, at least one input FOV."""
     downsample = config.explicitly_set("volume.resolution")
     if partition:

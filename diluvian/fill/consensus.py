@@ -25,6 +25,7 @@ import logging
 import numpy as np
 
 from ..util import DiluvianError, make_rng
+from .command import prepared_volumes
 from .dense import fill_volume_with_model
 from .state import segmentation_paths, write_segmentation
 
@@ -124,25 +125,6 @@ def consensus_fill(model, volume, *, name: str = "", options: dict | None = None
     return labels, tuple(fills)
 
 
-def _prepare_volumes(volumes: dict, partition: bool, config) -> dict:
-    """The volumes as ``diluvian fill`` fills them: partitioned or resampled, checked."""
-    downsample = config.explicitly_set("volume.resolution")
-    if partition:
-        from ..volumes import partition_volumes
-
-        volumes = partition_volumes(volumes, downsample=downsample, config=config)[1]
-    elif downsample:
-        volumes = {k: v.downsample(config.volume.resolution,
-                                   label_mode=config.volume.label_downsampling)
-                   for k, v in volumes.items()}
-    fov = np.asarray(config.model.input_fov_shape)
-    for name, volume in volumes.items():
-        if np.any(np.asarray(volume.shape) < fov):
-            raise DiluvianError(f"volume {name!r} of shape {list(map(int, volume.shape))} is "
-                                f"smaller than [model] input_fov_shape {fov.tolist()}")
-    return volumes
-
-
 def consensus_volumes_with_model(model_file, volumes: dict, filename: str, *,
                                  partition: bool = False, options: dict | None = None,
                                  config=None) -> dict:
@@ -169,7 +151,7 @@ def consensus_volumes_with_model(model_file, volumes: dict, filename: str, *,
     if devices:
         model = MultiDevicePredictor(model, devices)
     summary = {}
-    for name, volume in _prepare_volumes(volumes, partition, config).items():
+    for name, volume in prepared_volumes(volumes, partition, config).items():
         hdf5_path, toml_path = segmentation_paths(filename, name)
         labels, fills = consensus_fill(model, volume, name=name, options=options, config=config)
         raw = np.asarray(volume.image_data[...]) if volume.image_data is not None else None
