@@ -1,7 +1,8 @@
 """Command line interface: ``diluvian {train,fill,sparse-fill,...}``.
 
-The parser is built by :func:`_make_main_parser` (so Sphinx can document
-it). Handlers import heavy modules (TensorFlow, Keras, neuroglancer, Dask)
+The parser is built here by :func:`_make_main_parser` (so Sphinx can
+document it); the option checks live in :mod:`diluvian.cli.checks` and the
+command handlers in :mod:`diluvian.cli.commands`. Handlers import heavy modules (TensorFlow, Keras, neuroglancer, Dask)
 only inside the command that needs them: ``diluvian -h`` and
 ``diluvian check-config`` never import TensorFlow.
 
@@ -21,7 +22,23 @@ import threading
 # Keep TensorFlow's C++ start-up chatter off the terminal (``-l DEBUG`` lowers it again).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from .util import DiluvianError, Interrupted, check_input_file, check_output_path  # noqa: E402
+from .cli.checks import _check_inputs, _check_options, _check_outputs  # noqa: E402
+from .cli.commands import (  # noqa: E402
+    _cmd_agglomerate,
+    _cmd_check_config,
+    _cmd_consensus,
+    _cmd_evaluate,
+    _cmd_export_precomputed,
+    _cmd_fill,
+    _cmd_gen_subv_bounds,
+    _cmd_import_ffn,
+    _cmd_sparse_fill,
+    _cmd_train,
+    _cmd_validate,
+    _cmd_view,
+    _load_config,  # noqa: F401 - re-exported for scripts that import it from here
+)
+from .util import DiluvianError, Interrupted  # noqa: E402
 
 LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -163,6 +180,11 @@ def _add_agglomerate_parser(commandparsers) -> None:
     agglomerate.add_argument(
         "--max-moves", dest="max_moves", default=None, type=int,
         help="Stop each fill after this many moves.")
+    agglomerate.add_argument(
+        "--full-fills", dest="early_stop", action="store_false",
+        help="Fill every side to the end; by default a fill stops once its pair's decision "
+             "is known (it reached --merge-threshold of the other object, or the other side "
+             "ended below it).")
     agglomerate.set_defaults(handler=_cmd_agglomerate)
 
 
@@ -449,383 +471,6 @@ def _make_main_parser() -> argparse.ArgumentParser:
     export.set_defaults(handler=_cmd_export_precomputed)
 
     return parser
-
-
-# --------------------------------------------------------------------------
-# Checks of options, input and output paths, before any model, volume or
-# TensorFlow is loaded.
-# --------------------------------------------------------------------------
-
-
-def _at_least(args, dest: str, option: str, minimum, what: str = "") -> None:
-    value = getattr(args, dest, None)
-    if value is None:
-        return
-    values = value if isinstance(value, list) else [value]
-    if any(v != v or v < minimum for v in values):
-        shown = " ".join(str(v) for v in values)
-        rule = what or (f"at least {minimum}" if len(values) == 1
-                        else f"{len(values)} values, each at least {minimum}")
-        raise DiluvianError(f"{option} {shown} is invalid: expected {rule}")
-
-
-def _check_options(args) -> None:
-    """Option values that cannot work: a one-line error before anything starts."""
-    if getattr(args, "random_seed", None) is not None and not 0 <= args.random_seed < 2**63:
-        raise DiluvianError(f"-rs/--random-seed {args.random_seed} is invalid: expected a "
-                            "non-negative integer")
-    _at_least(args, "move_batch_size", "--move-batch-size", 1)
-    _at_least(args, "max_moves", "--max-moves", 1)
-    _at_least(args, "max_bodies", "--max-bodies", 1)
-    _at_least(args, "remask_interval", "--remask-interval", 1)
-    _at_least(args, "checkpoint_interval", "--checkpoint-interval", 1)
-    _at_least(args, "checkpoint_seconds", "--checkpoint-seconds", 1e-9,
-              "a positive number of seconds")
-    _at_least(args, "block_shape", "--block-shape", 1)
-    _at_least(args, "block_overlap", "--block-overlap", 0)
-    _at_least(args, "workers", "--workers", 1)
-    _at_least(args, "max_minutes", "--max-minutes", 1e-9, "a positive number of minutes")
-    _at_least(args, "background_label_id", "--background-label-id", 0)
-    _at_least(args, "bounds_num_moves", "--bounds-num-moves", 0)
-    _at_least(args, "num_regions", "--num-regions", 1)
-    _at_least(args, "num_bounds", "num_bounds", 1)
-    _at_least(args, "border_threshold", "--border-threshold", 0.0, "a non-negative distance in nm")
-    _at_least(args, "chunk_size", "--chunk-size", 1)
-    _at_least(args, "skeleton_dust", "--skeleton-dust", 0)
-    _at_least(args, "min_contact", "--min-contact", 1)
-    _at_least(args, "subvolume_shape", "--subvolume-shape", 1)
-    threshold = getattr(args, "merge_threshold", None)
-    if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise DiluvianError(f"--merge-threshold {threshold} is invalid: expected a fraction "
-                            "from 0 to 1")
-    if getattr(args, "skeletons", None) and getattr(args, "partition_volumes", False):
-        raise DiluvianError("--skeletons SWC_DIR cannot be combined with --partition-volumes: "
-                            "SWC coordinates are in the whole volume")
-    _at_least(args, "resolution", "--resolution", 1e-12, "3 positive voxel sizes in nm")
-    port = getattr(args, "port", None)
-    if port is not None and not 0 <= port <= 65535:
-        raise DiluvianError(f"--port {port} is invalid: expected 0 to 65535")
-
-
-def _check_inputs(args) -> None:
-    """Input files named on the command line exist and are files."""
-    command = args.command
-    if command in ("fill", "sparse-fill", "consensus", "agglomerate") and args.model_file is None:
-        raise DiluvianError(f"{command} needs a trained model file (-m MODEL_FILE)")
-    if command == "validate" and args.model_file is None:
-        raise DiluvianError("validate needs a model file (-m MODEL_FILE)")
-    if getattr(args, "model_file", None) is not None and command in (
-            "train", "fill", "sparse-fill", "validate", "consensus", "agglomerate"):
-        check_input_file(args.model_file, "model file")
-    for name in getattr(args, "volume_files", None) or []:
-        check_input_file(name, "volume file")
-    for name in getattr(args, "config_files", None) or []:
-        check_input_file(name, "configuration file")
-    if getattr(args, "resume_filename", None) is not None:
-        check_input_file(args.resume_filename, "resume file")
-    bounds = getattr(args, "bounds_input_file", None)
-    if bounds is not None and "{volume}" not in bounds:
-        check_input_file(bounds, "bounds CSV file")
-    if command == "evaluate" and args.skeletons:
-        from .skeletons import read_swc_folder
-
-        read_swc_folder(args.skeletons)
-    if command == "import-ffn":
-        from pathlib import Path
-
-        if not str(args.output).endswith(".keras"):
-            raise DiluvianError(f"{args.output}: model files must end in '.keras'")
-        prefix = Path(args.checkpoint)
-        check_input_file(f"{prefix}.index", "FFN checkpoint index")
-        if not list(prefix.parent.glob(f"{prefix.name}.data-*")):
-            raise DiluvianError(f"{prefix}: FFN checkpoint has no data file "
-                                f"({prefix.name}.data-00000-of-00001)")
-
-
-def _check_outputs(args) -> None:
-    """Every output can be written, before any work starts."""
-    command = args.command
-    if command == "train":
-        from .training.train import DEFAULT_MODEL_OUTPUT_FILEBASE
-
-        base = args.model_output_filebase or DEFAULT_MODEL_OUTPUT_FILEBASE
-        check_output_path(base + ".keras", "model output (-mo)")
-        check_output_path(args.model_checkpoint_file, "model checkpoint file (-mc)")
-    elif command in ("fill", "consensus"):
-        check_output_path(args.segmentation_output_file + ".hdf5", "segmentation output")
-    elif command == "sparse-fill":
-        check_output_path(args.animation_output_file, "animation output")
-        check_output_path(args.swc_output_file, "SWC output")
-    elif command == "evaluate":
-        check_output_path(args.json_file, "JSON output (--json)")
-    elif command == "agglomerate":
-        base = args.output_file.replace("{volume}", args.segmentation_name)
-        check_output_path(base + ".hdf5", "agglomeration output")
-        check_output_path(base + ".csv", "agglomeration CSV output")
-    elif command == "view":
-        check_output_path(args.png_file, "PNG output (--png)")
-    elif command == "gen-subv-bounds":
-        check_output_path(args.bounds_output_file, "bounds output")
-    elif command == "import-ffn":
-        check_output_path(args.output, "model output (-o)")
-    elif command == "export-precomputed":
-        check_output_path(args.output_dir, "precomputed output folder", folder=True)
-
-
-# --------------------------------------------------------------------------
-# Handlers. Each builds what it needs and calls the library function.
-# --------------------------------------------------------------------------
-
-
-def _load_config(args):
-    from .config import Config
-
-    config = Config.from_toml(*args.config_files)
-    if args.random_seed is not None:
-        config.random_seed = args.random_seed
-    _apply_model_resolution(args, config)
-    return config
-
-
-def _apply_model_resolution(args, config) -> None:
-    """Volumes are loaded at the resolution the ``-m`` model was trained at, unless set."""
-    model_file = getattr(args, "model_file", None)
-    if model_file is None or config.explicitly_set("volume.resolution"):
-        return
-    from .modelfile import read_model_settings
-
-    value = read_model_settings(model_file).get("resolution")
-    if value is not None:
-        try:
-            config.volume.resolution = config.volume.FIELDS["resolution"].convert(value)
-        except ValueError:
-            raise DiluvianError(f"{model_file}: model setting resolution = {value!r} is "
-                                "invalid: expected 3 positive integers (nm, Z Y X)") from None
-
-
-def _load_volumes(args, config, name_regex=None):
-    from .volumes import load_volumes
-
-    return load_volumes(args.volume_files, args.in_memory, name_regex=name_regex,
-                        config=config)
-
-
-def _cmd_check_config(args) -> int:
-    config = _load_config(args)
-    if args.config_property is None:
-        sys.stdout.write(str(config))
-        return 0
-    value = config.get(args.config_property)
-    import numpy as np
-    import tomli_w
-
-    if isinstance(value, np.ndarray):
-        value = value.tolist()
-    if isinstance(value, dict):
-        sys.stdout.write(tomli_w.dumps(value))
-    elif isinstance(value, bool):
-        print("true" if value else "false")
-    else:
-        print(value)
-    return 0
-
-
-def _cmd_train(args) -> int:
-    from .training import train_network
-
-    config = _load_config(args)
-    if args.dtype_policy is not None:
-        config.training.dtype_policy = args.dtype_policy
-    if args.max_minutes is not None:
-        config.training.max_minutes = float(args.max_minutes)
-    volumes = _load_volumes(args, config)
-    train_network(
-        model_file=args.model_file,
-        volumes=volumes,
-        model_output_filebase=args.model_output_filebase,
-        model_checkpoint_file=args.model_checkpoint_file,
-        tensorboard=args.tensorboard,
-        viewer=args.viewer,
-        metric_plot=args.metric_plot,
-        early_restart=args.early_restart,
-        config=config,
-    )
-    return 0
-
-
-def _cmd_validate(args) -> int:
-    from .training import validate_model
-
-    config = _load_config(args)
-    volumes = _load_volumes(args, config)
-    validate_model(args.model_file, volumes, config=config)
-    return 0
-
-
-def _apply_dtype_policy(args, config) -> None:
-    if getattr(args, "dtype_policy", None) is not None:
-        config.fill.dtype_policy = args.dtype_policy
-
-
-def _cmd_fill(args) -> int:
-    from .diluvian import fill_volumes_with_model
-
-    config = _load_config(args)
-    _apply_dtype_policy(args, config)
-    volumes = _load_volumes(args, config, name_regex=args.volume_name_regex)
-    fill_volumes_with_model(
-        args.model_file,
-        volumes,
-        args.segmentation_output_file,
-        resume_filename=args.resume_filename,
-        partition=args.partition_volumes,
-        viewer=args.viewer,
-        seed_generator=args.seed_generator,
-        background_label_id=args.background_label_id,
-        bias=args.bias,
-        move_batch_size=args.move_batch_size,
-        max_moves=args.max_moves,
-        max_bodies=args.max_bodies,
-        remask_interval=args.remask_interval,
-        shuffle_seeds=args.shuffle_seeds,
-        ignore_mask=args.ignore_mask,
-        reject_early_termination=args.reject_early_termination,
-        checkpoint_interval=args.checkpoint_interval,
-        checkpoint_seconds=args.checkpoint_seconds,
-        block_shape=args.block_shape,
-        block_overlap=args.block_overlap,
-        scheduler=args.scheduler,
-        workers=args.workers,
-        config=config,
-    )
-    return 0
-
-
-def _cmd_consensus(args) -> int:
-    from .fill.consensus import consensus_volumes_with_model
-
-    config = _load_config(args)
-    _apply_dtype_policy(args, config)
-    volumes = _load_volumes(args, config, name_regex=args.volume_name_regex)
-    options = {"seed_generator": args.seed_generator, "ignore_mask": args.ignore_mask,
-               "bias": args.bias, "move_batch_size": args.move_batch_size,
-               "max_moves": args.max_moves, "remask_interval": args.remask_interval}
-    consensus_volumes_with_model(args.model_file, volumes, args.segmentation_output_file,
-                                 partition=args.partition_volumes, options=options,
-                                 config=config)
-    return 0
-
-
-def _cmd_agglomerate(args) -> int:
-    from .fill.agglomerate import AgglomerationOptions, agglomerate_volume
-
-    config = _load_config(args)
-    volumes = _load_volumes(args, config)
-    if args.segmentation_name not in volumes:
-        raise DiluvianError(f"volume {args.segmentation_name!r} is not defined; available "
-                            f"volumes: {', '.join(sorted(volumes)) or '(none)'}")
-    options = AgglomerationOptions(
-        min_contact_vox=args.min_contact, merge_threshold=args.merge_threshold,
-        subvolume_shape=tuple(args.subvolume_shape) if args.subvolume_shape else None,
-        batch_size=args.move_batch_size, max_moves=args.max_moves)
-    agglomerate_volume(args.model_file, volumes[args.segmentation_name], args.segmentation_name,
-                       args.output_file, options=options, config=config)
-    return 0
-
-
-def _cmd_sparse_fill(args) -> int:
-    from .sparse_fill import fill_region_with_model
-
-    config = _load_config(args)
-    _apply_dtype_policy(args, config)
-    volumes = _load_volumes(args, config)
-    fill_region_with_model(
-        args.model_file,
-        volumes=volumes,
-        partition=args.partition_volumes,
-        augment=args.augment,
-        bounds_input_file=args.bounds_input_file,
-        bias=args.bias,
-        move_batch_size=args.move_batch_size,
-        max_moves=args.max_moves,
-        remask_interval=args.remask_interval,
-        moves=args.bounds_num_moves,
-        num_regions=args.num_regions,
-        viewer=args.viewer,
-        animation_output_file=args.animation_output_file,
-        swc_output_file=args.swc_output_file,
-        config=config,
-    )
-    return 0
-
-
-def _cmd_evaluate(args) -> int:
-    from .evaluation import evaluate_volume
-    from .skeletons import SkeletonSource
-
-    config = _load_config(args)
-    volumes = _load_volumes(args, config)
-    skeletons = None
-    if args.skeletons is not None:
-        skeletons = SkeletonSource(swc_folder=args.skeletons or None,
-                                   offset_nm=tuple(args.skeleton_offset or (0.0, 0.0, 0.0)),
-                                   dust_threshold_vox=args.skeleton_dust)
-    evaluate_volume(
-        volumes,
-        args.ground_truth_name,
-        args.prediction_name,
-        partition=args.partition_volumes,
-        border_threshold=args.border_threshold,
-        json_file=args.json_file,
-        config=config,
-        skeletons=skeletons,
-    )
-    return 0
-
-
-def _cmd_view(args) -> int:
-    from .diluvian import view_volumes
-
-    config = _load_config(args)
-    volumes = _load_volumes(args, config, name_regex=args.volume_name_regex)
-    view_volumes(
-        volumes,
-        partition=args.partition_volumes,
-        bind_address=args.bind_address,
-        port=args.port,
-        png_file=args.png_file,
-        config=config,
-    )
-    return 0
-
-
-def _cmd_gen_subv_bounds(args) -> int:
-    from .sparse_fill import generate_subvolume_bounds
-
-    config = _load_config(args)
-    volumes = _load_volumes(args, config)
-    generate_subvolume_bounds(
-        args.bounds_output_file, volumes, args.num_bounds, moves=args.bounds_num_moves,
-        config=config)
-    return 0
-
-
-def _cmd_import_ffn(args) -> int:
-    from .network import import_ffn_checkpoint
-
-    import_ffn_checkpoint(args.checkpoint, args.output)
-    return 0
-
-
-def _cmd_export_precomputed(args) -> int:
-    from .precomputed import export_precomputed
-
-    out = export_precomputed(args.input, args.output_dir, resolution=args.resolution,
-                             chunk_shape=args.chunk_size, dataset=args.dataset,
-                             volume=args.volume_name, overwrite=args.overwrite)
-    print(f"{out}: neuroglancer precomputed segmentation (serve the folder and open "
-          "precomputed://URL)")
-    return 0
 
 
 def _os_error_message(exc: OSError) -> str:

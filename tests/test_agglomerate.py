@@ -83,8 +83,8 @@ def test_options_are_checked():
 def test_agglomerate_merges_a_split_object_but_not_a_different_one():
     image, labels = split_box()
     merged, rows = agglomerate(exact_oracle, image, labels, (40, 16, 16),
-                               options=AgglomerationOptions(), config=small_config(),
-                               progress=False)
+                               options=AgglomerationOptions(early_stop=False),
+                               config=small_config(), progress=False)
     by_pair = {(r["a"], r["b"]): r for r in rows}
     assert set(by_pair) == {(1, 2), (2, 3)}
     assert by_pair[(1, 2)]["merged"] and by_pair[(1, 2)]["score_ab"] > 0.9
@@ -94,6 +94,36 @@ def test_agglomerate_merges_a_split_object_but_not_a_different_one():
     expected = labels.copy()
     expected[expected == 2] = 1
     np.testing.assert_array_equal(merged, expected)
+
+
+class _Counting:
+    """``exact_oracle`` that counts the FOVs it is asked for."""
+
+    def __init__(self):
+        self.fovs = 0
+
+    def __call__(self, images, masks):
+        self.fovs += len(images)
+        return exact_oracle(images, masks)
+
+
+def test_early_stop_makes_the_same_decisions_with_fewer_evaluations():
+    image, labels = split_box()
+    results = {}
+    for early in (False, True):
+        counter = _Counting()
+        merged, rows = agglomerate(counter, image, labels, (40, 16, 16),
+                                   options=AgglomerationOptions(early_stop=early),
+                                   config=small_config(), progress=False)
+        results[early] = (merged, [(r["a"], r["b"], r["merged"]) for r in rows], counter.fovs,
+                          rows)
+    np.testing.assert_array_equal(results[True][0], results[False][0])
+    assert results[True][1] == results[False][1]
+    assert results[True][2] < results[False][2]
+    # A stopped side records the score it had reached: at least the threshold when merged.
+    for row in results[True][3]:
+        if row["merged"]:
+            assert min(row["score_ab"], row["score_ba"]) >= 0.5
 
 
 def test_agglomerate_is_reproducible_and_thresholded():

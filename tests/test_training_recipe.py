@@ -217,6 +217,48 @@ def test_fine_tuning_keeps_the_models_architecture_settings_and_takes_the_users_
     tuned = read_model_settings(tmp_path / "tuned.keras")
     assert tuned["v_true"] == 0.9 and tuned["t_move"] == 0.8
     assert tuned["move_policy"] == "face_max"
+    # The network's own description comes from the starting model, not from the config.
+    assert tuned["mask_input"] == "logit" and "network" not in tuned
+    assert tuned["trained_from"] == "start.keras"
+    # The starting model was validated first, as epoch 0.
+    assert result.history[0]["epoch"] == 0 and result.history[0]["samples"] == 0
+    assert [row["epoch"] for row in result.history[1:]] == list(range(1, len(result.history)))
+
+
+class _ScriptedValidation:
+    """A validation set whose F0.5 scores are given in advance (epoch 0 first)."""
+
+    def __init__(self, scores):
+        self.scores = list(scores)
+
+    def __len__(self):
+        return 1
+
+    def evaluate(self, model, batch_size=32):
+        score = self.scores.pop(0)
+        return {"loss": 1.0 - score, "metric": score}
+
+
+def test_fine_tuning_that_only_harms_keeps_the_starting_model(tmp_path):
+    from diluvian.network import build_ffn_convstack, load_model, save_model
+    from diluvian.training.train import _EpochEnd
+
+    start = build_ffn_convstack(FOV, depth=1, filters=3)
+    save_model(start, tmp_path / "start.keras", {"input_fov_shape": FOV,
+                                                 "output_fov_shape": FOV})
+    weights = start.get_weights()
+    config = _config()
+    end = _EpochEnd(start, _ScriptedValidation([0.8, 0.5, 0.7]), config, tmp_path / "tuned",
+                    None, False, False, tmp_path / "start.keras")
+    end.validate_start()
+    for epoch in range(2):  # two epochs of "training" that only make it worse
+        start.set_weights([w + 1.0 for w in start.get_weights()])
+        end(epoch, {"loss": 0.5})
+    assert end.best_epoch == 0 and end.best == 0.8
+    kept = load_model(tmp_path / "tuned.keras").get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(weights, kept))
+    rows = list(csv.DictReader(open(tmp_path / "tuned.csv")))
+    assert [r["epoch"] for r in rows] == ["0", "1", "2"] and rows[0]["samples"] == "0"
 
 
 def test_model_settings_carry_resolution_policy_and_min_body_size():

@@ -15,7 +15,10 @@ volume that touch over at least ``min_contact_vox`` voxel faces:
 5. ``score_ab`` is the fraction of object ``b``'s voxels in the subvolume that
    the fill from ``a`` reaches (mask at least ``t_final``), ``score_ba`` the
    converse; the pair is **merged** when both are at least
-   ``merge_threshold``.
+   ``merge_threshold``. With ``early_stop`` (the default) a fill stops as
+   soon as it reaches ``merge_threshold`` of the other object, and once one
+   side of a pair has ended below it the other side stops too (the pair can
+   no longer merge); such a side records the score it had when it stopped.
 
 Merges are transitive (union-find, :class:`scipy.cluster.hierarchy.DisjointSet`):
 each merged set takes the smallest label of its members. Every choice is
@@ -57,6 +60,11 @@ class AgglomerationOptions:
         FOVs per model call, across pairs.
     max_moves : int, optional
         Stop each fill after this many moves.
+    early_stop : bool
+        Stop a fill once the pair's decision is known: when it reaches
+        ``merge_threshold`` of the other object, or when the pair's other
+        fill has ended below it. The recorded score of a stopped fill is
+        its score at that point.
     """
 
     min_contact_vox: int = 10
@@ -64,6 +72,7 @@ class AgglomerationOptions:
     subvolume_shape: tuple[int, int, int] | None = None
     batch_size: int = 8
     max_moves: int | None = None
+    early_stop: bool = True
 
     def __post_init__(self):
         if self.min_contact_vox < 1:
@@ -216,13 +225,27 @@ def agglomerate(model, image, labels, resolution=(1, 1, 1), *,
             yield region
 
     t_final = float(config.model.t_final_value)
-    for region in iter_fill_regions(source(), model, batch_size=options.batch_size,
-                                    max_moves=options.max_moves, progress=progress):
-        index, side, crop = owner.pop(id(region))
+    done = np.zeros((len(pairs), 2), dtype=bool)
+
+    def score(region) -> tuple[int, int, float]:
+        index, side, crop = owner[id(region)]
         other = pairs[index].b if side == 0 else pairs[index].a
-        filled = np.nan_to_num(np.asarray(region.mask), nan=0.0) >= t_final
         target = crop == other
-        scores[index, side] = float(filled[target].sum()) / max(int(target.sum()), 1)
+        filled = np.nan_to_num(np.asarray(region.mask), nan=0.0) >= t_final
+        return index, side, float(filled[target].sum()) / max(int(target.sum()), 1)
+
+    def decided(region) -> bool:
+        index, side, value = score(region)
+        partner_failed = done[index, 1 - side] and scores[index, 1 - side] < threshold
+        return value >= threshold or partner_failed
+
+    threshold = options.merge_threshold
+    for region in iter_fill_regions(source(), model, batch_size=options.batch_size,
+                                    max_moves=options.max_moves, progress=progress,
+                                    stopping_callback=decided if options.early_stop else None):
+        index, side, scores[index, side] = score(region)
+        done[index, side] = True
+        owner.pop(id(region))
     decisions = np.all(scores >= options.merge_threshold, axis=1)
     rows = [{"a": c.a, "b": c.b, "contact_area": c.area, "z": c.vox_a[0], "y": c.vox_a[1],
              "x": c.vox_a[2], "score_ab": round(float(s[0]), 6), "score_ba": round(float(s[1]), 6),

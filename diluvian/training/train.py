@@ -12,7 +12,10 @@ Outputs of :func:`train_network` for a base name ``BASE`` (default
 ``BASE.csv``
     History, one row per epoch: ``epoch``, ``loss``, ``val_loss``,
     ``val_<metric>``, ``minutes`` (wall time since training started),
-    ``samples`` (training samples so far) and any other logged values.
+    ``samples`` (training samples so far) and any other logged values. A
+    run continued from a model file (``model_file``) starts with epoch 0:
+    the starting model's validation, which ``BASE.keras`` keeps until an
+    epoch validates better.
 ``BASE.png``
     With ``metric_plot``: loss and metric per epoch.
 ``BASE-interrupted.keras``
@@ -136,10 +139,24 @@ def _build_model(model_file, config, policy: str | None):
         return compile_network(model, config.optimizer)
 
 
-def _model_settings(config) -> dict[str, Any]:
-    from ..network import model_settings_from_config
+#: Model-file settings that describe the network itself, kept from the starting model.
+_CARRIED_SETTINGS = ("source", "mask_input", "image_normalization", "network")
 
-    return model_settings_from_config(config)
+
+def _model_settings(config, model_file=None) -> dict[str, Any]:
+    """Settings saved with the trained model; a continued model keeps its network's own."""
+    from ..network import model_settings_from_config, read_model_settings
+
+    settings = model_settings_from_config(config)
+    if model_file is not None:
+        start = read_model_settings(model_file)
+        for key in _CARRIED_SETTINGS:
+            if key in start:
+                settings[key] = start[key]
+            else:
+                settings.pop(key, None)
+        settings["trained_from"] = Path(model_file).name
+    return settings
 
 
 def _default_base(model_output_filebase) -> Path:
@@ -160,7 +177,7 @@ class _EpochEnd:
     """Validation, best model, history, checkpoints, patience and early abort."""
 
     def __init__(self, model, validation: ValidationSet, config, base: Path,
-                 checkpoint_file, metric_plot: bool, progress: bool):
+                 checkpoint_file, metric_plot: bool, progress: bool, model_file=None):
         import time
 
         self.model = model
@@ -184,7 +201,7 @@ class _EpochEnd:
         self.last_weights = None
         self.stop = False
         self.aborted = False
-        self.settings = _model_settings(config)
+        self.settings = _model_settings(config, model_file)
         #: Whether this run has written BASE.keras (and so BASE.toml) yet.
         self.saved = False
         if not len(validation):
@@ -199,6 +216,28 @@ class _EpochEnd:
         if not self.saved:
             self.config.to_toml(_suffixed(self.base, ".toml"))
             self.saved = True
+
+    def validate_start(self) -> None:
+        """Score the starting model of a continued run as epoch 0 and keep it as the best so far.
+
+        A fine-tuned model is then never worse on validation than the model
+        it started from: BASE.keras stays the starting model until an epoch
+        beats it.
+        """
+        import time
+
+        if not len(self.validation):
+            return
+        result = self.validation.evaluate(self.model, batch_size=self.config.training.batch_size)
+        row = {"epoch": 0, "loss": math.nan, "val_loss": float(result["loss"]),
+               self.metric_key: float(result["metric"]),
+               "minutes": round((time.monotonic() - self.started) / 60.0, 3), "samples": 0}
+        self.history.append(row)
+        self.best, self.best_epoch, self.best_loss = result["metric"], 0, result["loss"]
+        self._save_best()
+        write_history_csv(self.history, _suffixed(self.base, ".csv"))
+        logger.info("starting model: %s = %.4g, val_loss = %.4g; it is kept unless an epoch "
+                    "beats it", self.metric_key, result["metric"], result["loss"])
 
     def finish(self) -> None:
         """Make sure the run ends with a model file: the last epoch's if none was better."""
@@ -353,7 +392,9 @@ def _train_once(model_file, volumes, base: Path, model_checkpoint_file, tensorbo
                         subv_shape=config.model.training_subv_shape_value)
     validation = ValidationSet(validation_volumes, config)
     epoch_end = _EpochEnd(model, validation, config, base, model_checkpoint_file, metric_plot,
-                          progress)
+                          progress, model_file)
+    if model_file is not None:
+        epoch_end.validate_start()
     callbacks = []
     tb = None
     if tensorboard:
