@@ -221,32 +221,32 @@ def agglomerate(model, image, labels, resolution=(1, 1, 1), *,
     def source():
         for region, index, side, crop in _regions(image, labels, pairs, shape,
                                                   np.asarray(resolution, np.float64), config):
-            owner[id(region)] = (index, side, crop)
+            other = pairs[index].b if side == 0 else pairs[index].a
+            target = crop == other  # the other object's voxels, once per fill
+            owner[id(region)] = (index, side, target, max(int(target.sum()), 1))
             yield region
 
     t_final = float(config.model.t_final_value)
+    threshold = options.merge_threshold
     done = np.zeros((len(pairs), 2), dtype=bool)
 
     def score(region) -> tuple[int, int, float]:
-        index, side, crop = owner[id(region)]
-        other = pairs[index].b if side == 0 else pairs[index].a
-        target = crop == other
+        index, side, target, size = owner[id(region)]
         filled = np.nan_to_num(np.asarray(region.mask), nan=0.0) >= t_final
-        return index, side, float(filled[target].sum()) / max(int(target.sum()), 1)
+        return index, side, float(filled[target].sum()) / size
 
     def decided(region) -> bool:
         index, side, value = score(region)
         partner_failed = done[index, 1 - side] and scores[index, 1 - side] < threshold
         return value >= threshold or partner_failed
 
-    threshold = options.merge_threshold
     for region in iter_fill_regions(source(), model, batch_size=options.batch_size,
                                     max_moves=options.max_moves, progress=progress,
                                     stopping_callback=decided if options.early_stop else None):
         index, side, scores[index, side] = score(region)
         done[index, side] = True
         owner.pop(id(region))
-    decisions = np.all(scores >= options.merge_threshold, axis=1)
+    decisions = np.all(scores >= threshold, axis=1)
     rows = [{"a": c.a, "b": c.b, "contact_area": c.area, "z": c.vox_a[0], "y": c.vox_a[1],
              "x": c.vox_a[2], "score_ab": round(float(s[0]), 6), "score_ba": round(float(s[1]), 6),
              "merged": bool(m)} for c, s, m in zip(pairs, scores, decisions)]

@@ -217,6 +217,17 @@ class _EpochEnd:
             self.config.to_toml(_suffixed(self.base, ".toml"))
             self.saved = True
 
+    def _append_row(self, epoch: int, logs: dict[str, Any]) -> dict[str, float]:
+        """Add the history row of ``epoch`` (1-based; 0 the starting model) with ``logs``."""
+        import time
+
+        row = {"epoch": epoch}
+        row.update({k: float(v) for k, v in logs.items()})
+        row["minutes"] = round((time.monotonic() - self.started) / 60.0, 3)
+        row["samples"] = self.steps * int(self.config.training.batch_size)
+        self.history.append(row)
+        return row
+
     def validate_start(self) -> None:
         """Score the starting model of a continued run as epoch 0 and keep it as the best so far.
 
@@ -224,15 +235,11 @@ class _EpochEnd:
         it started from: BASE.keras stays the starting model until an epoch
         beats it.
         """
-        import time
-
         if not len(self.validation):
             return
         result = self.validation.evaluate(self.model, batch_size=self.config.training.batch_size)
-        row = {"epoch": 0, "loss": math.nan, "val_loss": float(result["loss"]),
-               self.metric_key: float(result["metric"]),
-               "minutes": round((time.monotonic() - self.started) / 60.0, 3), "samples": 0}
-        self.history.append(row)
+        self._append_row(0, {"loss": math.nan, "val_loss": result["loss"],
+                             self.metric_key: result["metric"]})
         self.best, self.best_epoch, self.best_loss = result["metric"], 0, result["loss"]
         self._save_best()
         write_history_csv(self.history, _suffixed(self.base, ".csv"))
@@ -278,8 +285,6 @@ class _EpochEnd:
         return value > self.best if self.mode == "max" else value < self.best
 
     def __call__(self, epoch: int, logs: dict[str, Any]) -> None:
-        import time
-
         t = self.config.training
         if len(self.validation):
             result = self.validation.evaluate(self.model, batch_size=t.batch_size)
@@ -289,11 +294,7 @@ class _EpochEnd:
             result = {"loss": loss, "metric": loss}
         logs["val_loss"] = result["loss"]
         logs[self.metric_key] = result["metric"]
-        row = {"epoch": epoch + 1}
-        row.update({k: float(v) for k, v in logs.items()})
-        row["minutes"] = round((time.monotonic() - self.started) / 60.0, 3)
-        row["samples"] = self.steps * int(t.batch_size)
-        self.history.append(row)
+        row = self._append_row(epoch + 1, logs)
         self.last_weights = self.model.get_weights()
         if self._better(result["metric"], result["loss"]):
             self.best, self.best_epoch = result["metric"], epoch + 1
