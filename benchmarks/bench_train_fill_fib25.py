@@ -26,6 +26,8 @@ Usage::
     python benchmarks/bench_train_fill_fib25.py --minutes 110 --workdir fib25-bench
     python benchmarks/bench_train_fill_fib25.py --minutes 30 --init ffn_fib25.keras
     python benchmarks/bench_train_fill_fib25.py --model trained.keras --crop   # score only
+    python benchmarks/bench_train_fill_fib25.py --model trained.keras --train-crop \
+        --fill-config strict.toml        # choose fill settings on training voxels
 
 Needs ``../shared`` (or ``$DILUVIAN_SHARED``).
 """
@@ -51,6 +53,9 @@ CHECKPOINT = SHARED / "models" / "ffn_fib25" / "model.ckpt-27465036"
 RECIPE = ROOT / "diluvian" / "conf" / "fib25_train.toml"
 #: The 96^3 crop of the FFN peer figures (z, y, x).
 CROP = (slice(140, 236), slice(77, 173), slice(77, 173))
+#: A 96^3 crop of the training half (z 15:111), to choose fill settings on
+#: voxels that are not tested.
+TRAIN_CROP = (slice(15, 111), slice(77, 173), slice(77, 173))
 HALF = (slice(125, 250), slice(None), slice(None))
 FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 
@@ -113,13 +118,18 @@ def score(work: Path, test_toml: Path, pred_toml: Path, pred_name: str, res: Pat
     return json.loads(out.read_text())
 
 
-def fill_and_score(work: Path, tag: str, model: Path, test_toml: Path, res: Path) -> dict:
-    """Fill the test voxels with ``model`` (reusing an earlier fill) and score it."""
-    base = work / f"seg_{tag}"
+def fill_and_score(work: Path, tag: str, model: Path, test_toml: Path, res: Path,
+                   fill_configs: tuple = ()) -> dict:
+    """Fill the test voxels with ``model`` (reusing an earlier fill) and score it.
+
+    ``fill_configs`` are extra ``-c`` files of the fill (and name its labels).
+    """
+    base = work / "_".join([f"seg_{tag}", *(Path(c).stem for c in fill_configs)])
     seconds = None
     if not Path(f"{base}_fib25_test.toml").exists():
-        seconds = diluvian("fill", "-m", str(model), "-c", str(res), "-v", str(test_toml),
-                           f"{base}_{{volume}}", log=work / "bench.log")
+        extra = [arg for c in fill_configs for arg in ("-c", str(c))]
+        seconds = diluvian("fill", "-m", str(model), "-c", str(res), *extra, "-v",
+                           str(test_toml), f"{base}_{{volume}}", log=work / "bench.log")
     pred_toml = Path(f"{base}_fib25_test.toml")
     import tomllib
 
@@ -175,6 +185,12 @@ def main(argv=None) -> int:
     parser.add_argument("--model", type=Path, help="Score this model; do not train.")
     parser.add_argument("--config", type=Path, default=RECIPE, help="Training config.")
     parser.add_argument("--crop", action="store_true", help="Fill the 96^3 crop, not the half.")
+    parser.add_argument("--train-crop", action="store_true",
+                        help="Fill a 96^3 crop of the training half (z 15:111): for "
+                             "choosing fill settings without the test voxels.")
+    parser.add_argument("--fill-config", type=Path, action="append", default=[],
+                        help="Extra config for the trained model's fills (repeatable); "
+                             "the imported FFN model is filled with the defaults.")
     parser.add_argument("--curve", type=float, nargs="*", default=[],
                         help="Also score the run's checkpoints at these minutes.")
     parser.add_argument("--skip-ffn", action="store_true", help="Leave out the imported FFN.")
@@ -187,9 +203,11 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = (args.workdir or Path(tmp)).resolve()
         work.mkdir(parents=True, exist_ok=True)
-        region, where = (CROP, "96^3 crop z 140:236, y 77:173, x 77:173") if args.crop \
-            else (HALF, "z 125-250")
-        tag = "crop" if args.crop else "half"
+        region, where, tag = (
+            (TRAIN_CROP, "96^3 crop of the training half z 15:111, y 77:173, x 77:173",
+             "traincrop") if args.train_crop
+            else (CROP, "96^3 crop z 140:236, y 77:173, x 77:173", "crop") if args.crop
+            else (HALF, "z 125-250", "half"))
         train_toml = write_volume(work / "train", "fib25_train", (slice(0, 125),) * 1)
         test_toml = write_volume(work / f"test_{tag}", "fib25_test", region)
         res = work / "res10.toml"
@@ -205,9 +223,10 @@ def main(argv=None) -> int:
             for _m, at, ckpt in checkpoints_at(work / "trained.csv", args.curve,
                                               str(work / "trained.{epoch:03d}.keras")):
                 rows.append((f"trained, {at:.0f} min", fill_and_score(
-                    work, f"{tag}_min{at:.0f}", ckpt, test_toml, res)))
+                    work, f"{tag}_min{at:.0f}", ckpt, test_toml, res, args.fill_config)))
         rows.append(("trained (best)" if run else f"model {model.name}",
-                     fill_and_score(work, f"{tag}_trained", model, test_toml, res)))
+                     fill_and_score(work, f"{tag}_{'trained' if run else model.stem}", model,
+                                    test_toml, res, args.fill_config)))
         if not args.skip_ffn:
             ffn = work / "ffn_fib25.keras"
             if not ffn.exists():

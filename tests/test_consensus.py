@@ -53,8 +53,26 @@ def test_pieces_smaller_than_min_size_are_dropped_and_ids_stay_consecutive():
     a = np.array([3, 3, 3, 3, 3, 3])
     b = np.array([1, 2, 2, 1, 4, 4])  # pieces (3,1) of 2 voxels, (3,2) of 2, (3,4) of 2
     assert consensus_labels(a, b, min_size=3).tolist() == [0] * 6
-    b = np.array([9, 2, 9, 9, 4, 4])
-    assert consensus_labels(a, b, min_size=2).tolist() == [1, 0, 1, 1, 2, 2]
+    b = np.array([9, 2, 9, 9, 4, 4])  # (3,9) is two pieces: voxel 0 and voxels 2-3
+    assert consensus_labels(a, b, min_size=2).tolist() == [0, 0, 1, 1, 2, 2]
+    assert consensus_labels(a, b, min_size=2, connected=False).tolist() == [1, 0, 1, 1, 2, 2]
+
+
+def test_a_pair_whose_voxels_do_not_touch_is_split_into_its_connected_pieces():
+    # Two fills agree on one object, but the second fill's background cuts it in
+    # two: each face-connected piece becomes an object of its own (FFN's consensus).
+    a = np.ones((3, 4, 4), np.uint32)
+    b = np.full((3, 4, 4), 7, np.uint32)
+    b[:, 2, :] = 0
+    out = consensus_labels(a, b)
+    assert set(np.unique(out[:, :2])) == {1} and set(np.unique(out[:, 3:])) == {2}
+    assert (out[:, 2] == 0).all()
+    # Diagonal contact is not a connection (face connectivity).
+    c = np.array([[1, 0], [0, 1]])
+    assert consensus_labels(c, c).tolist() == [[1, 0], [0, 2]]
+    assert consensus_labels(c, c, connected=False).tolist() == [[1, 0], [0, 1]]
+    with pytest.raises(DiluvianError, match="at most 3 dimensions"):
+        consensus_labels(np.ones((1, 1, 1, 2)), np.ones((1, 1, 1, 2)))
 
 
 def test_large_ids_and_empty_inputs():

@@ -10,8 +10,8 @@ is filled twice and every object is split where the two fills disagree:
 2. the second fill uses another stream (``..., volume, "consensus"``), so the
    seeds are visited in another random order;
 3. :func:`consensus_labels` keeps the voxels labelled in both fills, gives
-   each pair of labels ``(a, b)`` one new id, and drops pieces smaller than
-   ``[fill] min_body_size`` voxels.
+   each face-connected piece of each pair of labels ``(a, b)`` one new id,
+   and drops pieces smaller than ``[fill] min_body_size`` voxels.
 
 A merge made by only one of the fills is split; a merge made by both
 survives. The result has only splits that one of the fills has too, or
@@ -38,23 +38,28 @@ FILL_OPTIONS = ("seed_generator", "ignore_mask", "bias", "move_batch_size", "max
                 "remask_interval", "reject_early_termination", "progress")
 
 
-def consensus_labels(a: np.ndarray, b: np.ndarray, min_size: int = 0) -> np.ndarray:
+def consensus_labels(a: np.ndarray, b: np.ndarray, min_size: int = 0,
+                     connected: bool = True) -> np.ndarray:
     """Split two label volumes wherever they disagree: their intersection, relabelled.
 
     Parameters
     ----------
-    a, b : ndarray of int, same shape
+    a, b : ndarray of int, same shape (at most 3 dimensions)
         Two segmentations of one volume, 0 for background.
     min_size : int
         Pieces with fewer voxels become background.
+    connected : bool
+        Split each piece into its face-connected components (as FFN's
+        consensus does), so that an object never has parts that do not touch;
+        ``False`` keeps a pair's voxels one object even where they are apart.
 
     Returns
     -------
     ndarray of uint64
         Each pair ``(a, b)`` of non-zero labels that share a voxel becomes one
-        object; ids are 1, 2, ... in the order of each piece's first voxel
-        (C order). Voxels either volume leaves as background stay 0. A pair's
-        voxels are one object even where they are not connected.
+        object (one per connected component when ``connected``); ids are 1,
+        2, ... in the order of each piece's first voxel (C order). Voxels
+        either volume leaves as background stay 0.
 
     Examples
     --------
@@ -64,11 +69,18 @@ def consensus_labels(a: np.ndarray, b: np.ndarray, min_size: int = 0) -> np.ndar
     [1, 1, 2, 2, 0, 3]
     >>> consensus_labels(a, b, min_size=2).tolist()
     [1, 1, 2, 2, 0, 0]
+    >>> consensus_labels([1, 0, 1], [2, 2, 2]).tolist()
+    [1, 0, 2]
+    >>> consensus_labels([1, 0, 1], [2, 2, 2], connected=False).tolist()
+    [1, 0, 1]
     """
     a, b = np.asarray(a), np.asarray(b)
     if a.shape != b.shape:
         raise DiluvianError(f"consensus of label volumes of shapes {list(a.shape)} and "
                             f"{list(b.shape)}: expected the same shape")
+    if a.ndim > 3:
+        raise DiluvianError(f"consensus of {a.ndim}-dimensional label volumes: expected at "
+                            "most 3 dimensions")
     out = np.zeros(a.shape, dtype=np.uint64)
     where = np.flatnonzero((a != 0) & (b != 0))
     if where.size == 0:
@@ -76,6 +88,13 @@ def consensus_labels(a: np.ndarray, b: np.ndarray, min_size: int = 0) -> np.ndar
     a_index = np.unique(a.ravel()[where], return_inverse=True)[1].reshape(-1)
     b_index = np.unique(b.ravel()[where], return_inverse=True)[1].reshape(-1)
     keys = a_index.astype(np.int64) * (int(b_index.max()) + 1) + b_index
+    if connected:
+        import cc3d
+
+        pairs = np.zeros(a.shape, dtype=np.uint64)
+        pairs.ravel()[where] = np.unique(keys, return_inverse=True)[1].reshape(-1) + 1
+        cube = pairs.reshape((1,) * (3 - pairs.ndim) + pairs.shape)
+        keys = cc3d.connected_components(cube, connectivity=6).ravel()[where]
     _, first, piece, sizes = np.unique(keys, return_index=True, return_inverse=True,
                                        return_counts=True)
     kept = np.flatnonzero(sizes >= max(int(min_size), 1))
