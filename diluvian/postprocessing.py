@@ -1,4 +1,4 @@
-"""Segmentation processing after flood filling: components, closing, skeletons.
+"""Segmentation processing after flood filling: components, closing, consensus, skeletons.
 
 A :class:`Body` is a boolean Z, Y, X mask of one filled object together with
 the seed it was filled from. Connected components use face connectivity (6
@@ -17,7 +17,7 @@ from scipy import ndimage
 
 from .util import DiluvianError, atomic_output
 
-__all__ = ["Body", "binary_closing", "largest_component", "seeded_component",
+__all__ = ["Body", "binary_closing", "consensus_labels", "largest_component", "seeded_component",
            "skeleton_to_swc", "skeletonize_component"]
 
 logger = logging.getLogger(__name__)
@@ -199,6 +199,73 @@ class Body:
             text = header + skeleton_to_swc(skeleton)
         with atomic_output(filename) as tmp:
             tmp.write_text(text)
+
+
+def consensus_labels(a: np.ndarray, b: np.ndarray, min_size: int = 0,
+                     connected: bool = True) -> np.ndarray:
+    """Split two label volumes wherever they disagree: their intersection, relabelled.
+
+    Parameters
+    ----------
+    a, b : ndarray of int, same shape (at most 3 dimensions)
+        Two segmentations of one volume, 0 for background.
+    min_size : int
+        Pieces with fewer voxels become background.
+    connected : bool
+        Split each piece into its face-connected components (as FFN's
+        consensus does), so that an object never has parts that do not touch;
+        ``False`` keeps a pair's voxels one object even where they are apart.
+
+    Returns
+    -------
+    ndarray of uint64
+        Each pair ``(a, b)`` of non-zero labels that share a voxel becomes one
+        object (one per connected component when ``connected``); ids are 1,
+        2, ... in the order of each piece's first voxel (C order). Voxels
+        either volume leaves as background stay 0.
+
+    Examples
+    --------
+    >>> a = np.array([1, 1, 1, 1, 0, 2])
+    >>> b = np.array([5, 5, 6, 6, 6, 6])
+    >>> consensus_labels(a, b).tolist()
+    [1, 1, 2, 2, 0, 3]
+    >>> consensus_labels(a, b, min_size=2).tolist()
+    [1, 1, 2, 2, 0, 0]
+    >>> consensus_labels([1, 0, 1], [2, 2, 2]).tolist()
+    [1, 0, 2]
+    >>> consensus_labels([1, 0, 1], [2, 2, 2], connected=False).tolist()
+    [1, 0, 1]
+    """
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        raise DiluvianError(f"consensus of label volumes of shapes {list(a.shape)} and "
+                            f"{list(b.shape)}: expected the same shape")
+    if a.ndim > 3:
+        raise DiluvianError(f"consensus of {a.ndim}-dimensional label volumes: expected at "
+                            "most 3 dimensions")
+    out = np.zeros(a.shape, dtype=np.uint64)
+    where = np.flatnonzero((a != 0) & (b != 0))
+    if where.size == 0:
+        return out
+    a_index = np.unique(a.ravel()[where], return_inverse=True)[1].reshape(-1)
+    b_index = np.unique(b.ravel()[where], return_inverse=True)[1].reshape(-1)
+    keys = a_index.astype(np.int64) * (int(b_index.max()) + 1) + b_index
+    if connected:
+        import cc3d
+
+        pairs = np.zeros(a.shape, dtype=np.uint64)
+        pairs.ravel()[where] = np.unique(keys, return_inverse=True)[1].reshape(-1) + 1
+        cube = pairs.reshape((1,) * (3 - pairs.ndim) + pairs.shape)
+        keys = cc3d.connected_components(cube, connectivity=6).ravel()[where]
+    _, first, piece, sizes = np.unique(keys, return_index=True, return_inverse=True,
+                                       return_counts=True)
+    kept = np.flatnonzero(sizes >= max(int(min_size), 1))
+    # New ids 1, 2, ... in the order of each kept piece's first voxel; dropped pieces 0.
+    new_id = np.zeros(len(sizes), dtype=np.uint64)
+    new_id[kept[np.argsort(first[kept], kind="stable")]] = np.arange(1, len(kept) + 1)
+    out.ravel()[where] = new_id[piece.reshape(-1)]
+    return out
 
 
 def skeletonize_component(component, resolution: Sequence[float] = (1, 1, 1),

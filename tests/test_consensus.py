@@ -169,6 +169,45 @@ def test_unknown_fill_option_is_refused():
                        options={"shuffle_seeds": False}, config=small_config())
 
 
+# ------------------------------------------------------------------ blockwise
+def blockwise_consensus(path, client, consensus=True, block_shape=(12, 32, 32)):
+    from diluvian.blockwise import fill_volume_blockwise
+
+    return fill_volume_blockwise(greedy_oracle, volume_of(touching_boxes()), path,
+                                 block_shape=block_shape, block_overlap=(0, 4, 4),
+                                 client=client, fill_options={"seed_generator": "grid"},
+                                 seed_stream=("v",), progress=False, config=small_config(),
+                                 consensus=consensus)
+
+
+def test_blockwise_consensus_fills_each_block_both_ways(tmp_path):
+    from dask.distributed import Client, LocalCluster
+
+    from diluvian.blockwise import read_labels
+
+    expected, fills = consensus_fill(greedy_oracle, volume_of(touching_boxes()), name="v",
+                                     options={"seed_generator": "grid", "progress": False},
+                                     config=small_config())
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
+        # One block holding the whole volume: exactly the whole volume's consensus,
+        # from the evaluations of both fills.
+        one = blockwise_consensus(tmp_path / "one.zarr", client)
+        assert same_partition(read_labels(one.store), expected)
+        assert one.stats.moves == fills[0][1].moves + fills[1][1].moves
+        # Four blocks: each consensus object lies in one object of the plain blockwise fill.
+        plain = blockwise_consensus(tmp_path / "plain.zarr", client, False, (12, 16, 16))
+        four = blockwise_consensus(tmp_path / "four.zarr", client, True, (12, 16, 16))
+        out, ref = read_labels(four.store), read_labels(plain.store)
+        assert out.max() >= 1 and np.array_equal(out > 0, (out > 0) & (ref > 0))
+        pairs = np.unique(np.stack([out[out > 0], ref[out > 0]]), axis=1)
+        assert len(np.unique(pairs[0])) == pairs.shape[1]
+        assert four.stats.moves > plain.stats.moves
+        # A store remembers whether it is a consensus: it resumes only as one.
+        with pytest.raises(DiluvianError, match="fill_options"):
+            blockwise_consensus(tmp_path / "four.zarr", client, False, (12, 16, 16))
+
+
 # ------------------------------------------------------------------------ CLI
 def save_box_model(path):
     """A 1x1x1 convolution: bright voxels (the boxes) -> 0.998, background -> 0.047."""
@@ -213,6 +252,13 @@ def test_cli_consensus_writes_a_segmentation_as_fill_does(tmp_path, capsys):
     assert (tmp_path / "con_boxes.toml").exists()
     assert same_partition(consensus, filled)
     assert same_partition(consensus, truth)
+    # Blockwise (--block-shape): the same consensus, and a resumable store.
+    assert main(["consensus", str(tmp_path / "blk_{volume}"), *common, "--block-shape",
+                 "8", "16", "16", "--workers", "1"]) == 0
+    assert "boxes: 3 bodies" in capsys.readouterr().out
+    with h5py.File(tmp_path / "blk_boxes.hdf5") as f:
+        assert same_partition(f["volumes/labels/neuron_ids"][...], truth)
+    assert (tmp_path / "blk_boxes.zarr").is_dir()
 
 
 def test_cli_consensus_needs_a_model(tmp_path, capsys):
@@ -228,5 +274,8 @@ def test_doctests():
 
     import diluvian.fill.consensus
 
-    failed, attempted = doctest.testmod(diluvian.fill.consensus)
+    import diluvian.postprocessing
+
+    failed, attempted = doctest.testmod(diluvian.postprocessing)
     assert failed == 0 and attempted > 0
+    assert diluvian.fill.consensus.consensus_labels is diluvian.postprocessing.consensus_labels

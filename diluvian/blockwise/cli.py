@@ -112,10 +112,13 @@ def fill_volumes_blockwise(  # noqa: PLR0913 - the signature of diluvian.fill's 
     config=None,
     progress: bool = True,
     processes: bool = True,
+    consensus: bool = False,
 ) -> dict:
     """``diluvian fill`` with a block shape: fill each volume blockwise on Dask.
 
-    Takes the arguments of :func:`diluvian.fill.fill_volumes_with_model`.
+    Takes the arguments of :func:`diluvian.fill.fill_volumes_with_model`;
+    ``consensus`` fills every block in two seed orders and keeps their
+    consensus (``diluvian consensus --block-shape``).
     Each volume gets ``OUT.zarr`` (the resumable blockwise store: rerunning
     the same command continues it), ``OUT.hdf5`` and ``OUT.toml``. One Dask
     client serves all volumes.
@@ -171,7 +174,7 @@ def fill_volumes_blockwise(  # noqa: PLR0913 - the signature of diluvian.fill's 
             result = fill_volume_blockwise(
                 model_file, volume, store_path(filename, name), block_shape=block_shape,
                 block_overlap=block_overlap, client=client, fill_options=options,
-                seed_stream=(name,), progress=progress, config=config)
+                seed_stream=(name,), progress=progress, config=config, consensus=consensus)
             write_store_hdf5(result.store, hdf5_path, toml_path, name, volume.image_data,
                              background_label_id=background_label_id)
             stats = result.stats

@@ -30,11 +30,8 @@ import copy
 import dataclasses
 import logging
 import os
-import sys
-import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +40,7 @@ import numpy as np
 
 from ..fill.options import FillOptions
 from ..geometry import Box
+from ..postprocessing import consensus_labels
 from ..util import DiluvianError, make_rng
 from .layout import BlockLayout
 from .reconcile import consecutive_ids, overlap_matches
@@ -61,6 +59,7 @@ from .store import (
     finished_blocks,
     read_labels,
 )
+from .workers import _MODELS, _local_tf_threads, dask_client, worker_model  # noqa: F401
 
 # The store's names are re-exported here, where they used to live.
 __all__ = ["LABELS", "SCRATCH", "STATE_ATTR", "BlockwiseResult", "dask_client",
@@ -75,8 +74,7 @@ FILL_OPTIONS = ("seed_generator", "shuffle_seeds", "ignore_mask", "bias", "move_
 #: Settings that must match for a store to be resumed.
 _LAYOUT_KEYS = ("shape", "block_shape", "block_overlap")
 
-_MODELS: dict[tuple[str, str], Any] = {}
-_MODELS_LOCK = threading.Lock()
+
 
 
 @dataclass
@@ -109,50 +107,9 @@ class BlockwiseResult:
     wall_seconds: float = 0.0
     block_stats: dict = field(default_factory=dict, repr=False)
 
-
 # --------------------------------------------------------------------------
 # Worker side
 # --------------------------------------------------------------------------
-
-
-def _worker_name() -> str:
-    try:
-        from distributed import get_worker
-
-        return str(get_worker().address)
-    except (ImportError, ValueError):
-        return f"thread-{threading.get_ident()}"
-
-
-def _set_tf_threads(threads: int) -> None:
-    import tensorflow as tf
-
-    with contextlib.suppress(RuntimeError):  # already initialised in this process
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-
-
-def worker_model(model, network_config, dtype_policy: str, tf_threads: int | None = None):
-    """The model of a block task: loaded once per worker and model file, then cached.
-
-    It runs under the Keras ``dtype_policy`` (``[fill] dtype_policy``).
-
-    ``model`` that is not a path (a predictor callable or a model object) is
-    returned as is.
-    """
-    if not isinstance(model, (str, os.PathLike)):
-        return model
-    policy = str(dtype_policy)
-    key = (_worker_name(), str(model), policy)
-    with _MODELS_LOCK:
-        if key not in _MODELS:
-            if tf_threads:
-                _set_tf_threads(tf_threads)
-            from ..network import load_model, resolve_dtype_policy
-
-            _MODELS[key] = load_model(model, network_config=network_config,
-                                      dtype_policy=resolve_dtype_policy(policy))
-        return _MODELS[key]
 
 
 def context_box(layout: BlockLayout, block, input_fov_shape) -> tuple[np.ndarray, np.ndarray]:
@@ -186,6 +143,11 @@ class BlockJob:
         Extra random stream keys of the seed order.
     seed_levels : sequence of float, optional
         The whole volume's ``sobel`` seed thresholds.
+    consensus : bool
+        Fill each block twice, the second time in the seed order of the
+        stream ``(*seed_stream, "consensus")``, and keep the consensus of the
+        two (:func:`diluvian.postprocessing.consensus_labels`), as
+        ``diluvian consensus`` does for a whole volume.
     """
 
     store: str
@@ -197,6 +159,7 @@ class BlockJob:
     tf_threads: int | None = None
     seed_stream: tuple = ()
     seed_levels: Any = None
+    consensus: bool = False
 
 
 def fill_block(volume, job: BlockJob, index) -> dict:
@@ -227,14 +190,22 @@ def fill_block(volume, job: BlockJob, index) -> dict:
         seeds = block_seeds(volume, layout, index, options.seed_generator, job.seed_levels,
                             options.ignore_mask) - lo
     net = worker_model(job.model, job.network_config, job.dtype_policy, job.tf_threads)
-    # One stream for every block: seeds are ordered by a hash of their global
-    # position, so each block visits its seeds in the whole volume's order.
-    rng = make_rng(options.random_seed, "fill_seeds", *job.seed_stream)
     before = np.asarray(block.outer_lo) - lo
     after = hi - np.asarray(block.outer_hi)
-    fill = DenseFill(net, sub, options, context=np.stack([before, after]), progress=False)
-    labels, stats = fill.run(seeds, rng=rng, seed_origin=lo)
-    labels = labels[block.outer.shift(-lo).to_slices()]
+    streams = [job.seed_stream] + ([(*job.seed_stream, "consensus")] if job.consensus else [])
+    fills = []
+    for stream in streams:
+        # One stream for every block: seeds are ordered by a hash of their global
+        # position, so each block visits its seeds in the whole volume's order.
+        rng = make_rng(options.random_seed, "fill_seeds", *stream)
+        fill = DenseFill(net, sub, options, context=np.stack([before, after]), progress=False)
+        labels, stats = fill.run(seeds, rng=rng, seed_origin=lo)
+        fills.append((labels[block.outer.shift(-lo).to_slices()], stats))
+    labels, stats = fills[0]
+    if job.consensus:
+        labels = consensus_labels(labels, fills[1][0], int(options.min_body_size))
+        _add_stats(stats, fills[1][1])
+        stats.bodies = int(labels.max()) if labels.size else 0
     # Bodies may reach into the context; count only the block's own box.
     stats.labelled_voxels = int(np.count_nonzero(labels))
     if labels.size and int(labels.max()) >= 1 << 32:
@@ -247,6 +218,14 @@ def fill_block(volume, job: BlockJob, index) -> dict:
     slot[inner] = np.where(labels != 0, labels.astype(np.uint64) | offset, np.uint64(0))
     _open(job.store, SCRATCH)[layout.slot_slices(block)] = slot
     return asdict(stats)
+
+
+def _add_stats(total, more) -> None:
+    """Add the counts of one block fill's FillStats to another's."""
+    for f in dataclasses.fields(total):
+        value = getattr(total, f.name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            setattr(total, f.name, value + getattr(more, f.name))
 
 
 def reconcile_block(store, layout: BlockLayout, index, threshold: float,
@@ -292,61 +271,6 @@ def relabel_block(store, layout: BlockLayout, index, keys: np.ndarray,
 # --------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def dask_client(scheduler: str | None = None, workers: int | None = None,
-                processes: bool = True, progress: bool = True) -> Iterator[Any]:
-    """A Dask ``Client``: of the scheduler at ``scheduler``, or of a new ``LocalCluster``.
-
-    Parameters
-    ----------
-    scheduler : str, optional
-        ``tcp://HOST:PORT`` of a running scheduler (e.g. started by
-        dask-jobqueue on SLURM or dask-kubernetes); default: a ``LocalCluster``
-        on this machine, closed on exit.
-    workers : int, optional
-        LocalCluster worker processes (one thread each); default: CPU cores.
-    processes : bool
-        LocalCluster workers as processes (false: threads of this process).
-    progress : bool
-        Print the dashboard address.
-    """
-    from dask.distributed import Client, LocalCluster
-
-    cluster = None
-    if scheduler is not None:
-        try:
-            client = Client(scheduler, timeout="30s")
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise DiluvianError(f"cannot connect to the Dask scheduler {scheduler!r}: "
-                                f"{exc}") from None
-    else:
-        n = int(workers) if workers else (os.cpu_count() or 1)
-        if n < 1:
-            raise DiluvianError(f"--workers {n}: expected at least 1")
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=processes,
-                               dashboard_address=":0", silence_logs=logging.ERROR)
-        client = Client(cluster)
-    link = client.dashboard_link
-    logger.info("Dask dashboard: %s", link)
-    if progress:
-        print(f"Dask dashboard: {link}", file=sys.stderr)
-    try:
-        yield client
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
-
-
-def _local_tf_threads(client) -> int | None:
-    """TensorFlow threads per worker: the machine's cores shared among local workers."""
-    cluster = getattr(client, "cluster", None)
-    if cluster is None:
-        return None
-    n = max(1, len(client.scheduler_info().get("workers", {})))
-    return max(1, (os.cpu_count() or 1) // n)
-
-
 def _run(client, futures, desc: str, progress: bool, on_done=None) -> list:
     """Wait for ``futures`` in completion order; cancel the rest on the first failure."""
     from dask.distributed import as_completed
@@ -388,6 +312,7 @@ def fill_volume_blockwise(  # noqa: PLR0913 - the documented public signature
     seed_stream: tuple = (),
     progress: bool = True,
     config=None,
+    consensus: bool = False,
 ) -> BlockwiseResult:
     """Densely fill a volume block by block on Dask; reconcile IDs into one zarr label array.
 
@@ -453,6 +378,10 @@ def fill_volume_blockwise(  # noqa: PLR0913 - the documented public signature
         Progress bars and the dashboard address.
     config : Config, optional
         Defaults to :data:`diluvian.config.CONFIG`; not modified.
+    consensus : bool
+        Fill every block in two seed orders and keep their consensus
+        (``diluvian consensus --block-shape``; see :class:`BlockJob`). A
+        store remembers it: it resumes only with the same choice.
 
     Returns
     -------
@@ -502,13 +431,15 @@ def fill_volume_blockwise(  # noqa: PLR0913 - the documented public signature
         raise DiluvianError(f"{volume!r} has no image data to fill")
     layout = BlockLayout(volume.shape, block_shape, block_overlap)
     path = Path(output)
+    stored_options = {**fill_options, "consensus": True} if consensus else fill_options
     settings = _store_settings(layout, volume.resolution, threshold, min_voxels, model,
-                               fill_options, seed_stream, config.random_seed)
+                               stored_options, seed_stream, config.random_seed)
     group, state = _open_store(path, layout, settings)
     result = BlockwiseResult(store=path, blocks=len(layout))
     if not state["complete"]:
         job = BlockJob(str(path), layout, model, options, config.network,
-                       str(config.fill.dtype_policy), tf_threads, tuple(seed_stream))
+                       str(config.fill.dtype_policy), tf_threads, tuple(seed_stream),
+                       consensus=bool(consensus))
         ctx = contextlib.nullcontext(client) if client is not None else \
             dask_client(scheduler, workers, processes=processes, progress=progress)
         with ctx as c:

@@ -164,9 +164,11 @@ def _cmd_consensus(args) -> int:
     options = {"seed_generator": args.seed_generator, "ignore_mask": args.ignore_mask,
                "bias": args.bias, "move_batch_size": args.move_batch_size,
                "max_moves": args.max_moves, "remask_interval": args.remask_interval}
+    blockwise = {"block_shape": args.block_shape, "block_overlap": args.block_overlap,
+                 "scheduler": args.scheduler, "workers": args.workers}
     consensus_volumes_with_model(args.model_file, volumes, args.segmentation_output_file,
                                  partition=args.partition_volumes, options=options,
-                                 config=config)
+                                 config=config, blockwise=blockwise)
     return 0
 
 

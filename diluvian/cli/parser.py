@@ -97,6 +97,22 @@ def _add_fill_arguments(parser: argparse.ArgumentParser) -> None:
              "'auto': bfloat16 on CPUs with native bfloat16, mixed float16 on a GPU.")
 
 
+def _add_block_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--block-shape", dest="block_shape", default=None, nargs=3, type=int,
+        help="Fill blockwise on Dask with blocks of this core shape (Z Y X voxels).")
+    parser.add_argument(
+        "--block-overlap", dest="block_overlap", default=None, nargs=3, type=int,
+        help="Overlap margin in voxels (Z Y X) around each block for reconciliation.")
+    parser.add_argument(
+        "--scheduler", dest="scheduler", default=None,
+        help="Address of a Dask scheduler (tcp://HOST:PORT) for blockwise filling. "
+             "Default: a LocalCluster on this machine.")
+    parser.add_argument(
+        "--workers", dest="workers", default=None, type=int,
+        help="Number of LocalCluster workers for blockwise filling (default: cores).")
+
+
 def _add_bounds_moves_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--bounds-num-moves", dest="bounds_num_moves", default=None, nargs=3, type=int,
@@ -108,8 +124,9 @@ def _add_consensus_parser(commandparsers) -> None:
         "consensus", help="Densely segment a volume twice and split where the fills disagree.",
         description="Fill each volume as 'diluvian fill' does, then again with the seeds in "
                     "another random order, and keep the intersection: each pair of labels "
-                    "of the two fills becomes one object; pieces smaller than [fill] "
-                    "min_body_size are dropped.")
+                    "of the two fills becomes one object (one per connected piece); pieces "
+                    "smaller than [fill] min_body_size are dropped. With --block-shape, "
+                    "every block of a blockwise fill is filled both ways.")
     _add_common_arguments(consensus)
     consensus.add_argument(
         "segmentation_output_file",
@@ -125,6 +142,7 @@ def _add_consensus_parser(commandparsers) -> None:
     consensus.add_argument(
         "--ignore-mask", dest="ignore_mask", default=False, type=_bool_value,
         help="Ignore the mask channel when generating seeds (true or false).")
+    _add_block_arguments(consensus)
     consensus.set_defaults(handler=_cmd_consensus)
 
 
@@ -260,19 +278,7 @@ def _add_fill_parser(commandparsers) -> None:
         help="Also write a resumable checkpoint when this many seconds have passed since the "
              "last one (default: [fill] checkpoint_seconds, 300); a killed fill loses at "
              "most that much work.")
-    fill.add_argument(
-        "--block-shape", dest="block_shape", default=None, nargs=3, type=int,
-        help="Fill blockwise on Dask with blocks of this core shape (Z Y X voxels).")
-    fill.add_argument(
-        "--block-overlap", dest="block_overlap", default=None, nargs=3, type=int,
-        help="Overlap margin in voxels (Z Y X) around each block for reconciliation.")
-    fill.add_argument(
-        "--scheduler", dest="scheduler", default=None,
-        help="Address of a Dask scheduler (tcp://HOST:PORT) for blockwise filling. "
-             "Default: a LocalCluster on this machine.")
-    fill.add_argument(
-        "--workers", dest="workers", default=None, type=int,
-        help="Number of LocalCluster workers for blockwise filling (default: cores).")
+    _add_block_arguments(fill)
     fill.set_defaults(handler=_cmd_fill)
 
 

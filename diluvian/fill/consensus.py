@@ -24,7 +24,8 @@ import logging
 
 import numpy as np
 
-from ..util import DiluvianError, make_rng
+from ..postprocessing import consensus_labels
+from ..util import make_rng
 from .command import prepared_volumes
 from .dense import fill_volume_with_model
 from .state import segmentation_paths, write_segmentation
@@ -36,73 +37,6 @@ logger = logging.getLogger(__name__)
 #: Keywords of :func:`diluvian.fill.fill_volume_with_model` a consensus fill passes on.
 FILL_OPTIONS = ("seed_generator", "ignore_mask", "bias", "move_batch_size", "max_moves",
                 "remask_interval", "reject_early_termination", "progress")
-
-
-def consensus_labels(a: np.ndarray, b: np.ndarray, min_size: int = 0,
-                     connected: bool = True) -> np.ndarray:
-    """Split two label volumes wherever they disagree: their intersection, relabelled.
-
-    Parameters
-    ----------
-    a, b : ndarray of int, same shape (at most 3 dimensions)
-        Two segmentations of one volume, 0 for background.
-    min_size : int
-        Pieces with fewer voxels become background.
-    connected : bool
-        Split each piece into its face-connected components (as FFN's
-        consensus does), so that an object never has parts that do not touch;
-        ``False`` keeps a pair's voxels one object even where they are apart.
-
-    Returns
-    -------
-    ndarray of uint64
-        Each pair ``(a, b)`` of non-zero labels that share a voxel becomes one
-        object (one per connected component when ``connected``); ids are 1,
-        2, ... in the order of each piece's first voxel (C order). Voxels
-        either volume leaves as background stay 0.
-
-    Examples
-    --------
-    >>> a = np.array([1, 1, 1, 1, 0, 2])
-    >>> b = np.array([5, 5, 6, 6, 6, 6])
-    >>> consensus_labels(a, b).tolist()
-    [1, 1, 2, 2, 0, 3]
-    >>> consensus_labels(a, b, min_size=2).tolist()
-    [1, 1, 2, 2, 0, 0]
-    >>> consensus_labels([1, 0, 1], [2, 2, 2]).tolist()
-    [1, 0, 2]
-    >>> consensus_labels([1, 0, 1], [2, 2, 2], connected=False).tolist()
-    [1, 0, 1]
-    """
-    a, b = np.asarray(a), np.asarray(b)
-    if a.shape != b.shape:
-        raise DiluvianError(f"consensus of label volumes of shapes {list(a.shape)} and "
-                            f"{list(b.shape)}: expected the same shape")
-    if a.ndim > 3:
-        raise DiluvianError(f"consensus of {a.ndim}-dimensional label volumes: expected at "
-                            "most 3 dimensions")
-    out = np.zeros(a.shape, dtype=np.uint64)
-    where = np.flatnonzero((a != 0) & (b != 0))
-    if where.size == 0:
-        return out
-    a_index = np.unique(a.ravel()[where], return_inverse=True)[1].reshape(-1)
-    b_index = np.unique(b.ravel()[where], return_inverse=True)[1].reshape(-1)
-    keys = a_index.astype(np.int64) * (int(b_index.max()) + 1) + b_index
-    if connected:
-        import cc3d
-
-        pairs = np.zeros(a.shape, dtype=np.uint64)
-        pairs.ravel()[where] = np.unique(keys, return_inverse=True)[1].reshape(-1) + 1
-        cube = pairs.reshape((1,) * (3 - pairs.ndim) + pairs.shape)
-        keys = cc3d.connected_components(cube, connectivity=6).ravel()[where]
-    _, first, piece, sizes = np.unique(keys, return_index=True, return_inverse=True,
-                                       return_counts=True)
-    kept = np.flatnonzero(sizes >= max(int(min_size), 1))
-    # New ids 1, 2, ... in the order of each kept piece's first voxel; dropped pieces 0.
-    new_id = np.zeros(len(sizes), dtype=np.uint64)
-    new_id[kept[np.argsort(first[kept], kind="stable")]] = np.arange(1, len(kept) + 1)
-    out.ravel()[where] = new_id[piece.reshape(-1)]
-    return out
 
 
 def consensus_fill(model, volume, *, name: str = "", options: dict | None = None, config=None):
@@ -146,7 +80,7 @@ def consensus_fill(model, volume, *, name: str = "", options: dict | None = None
 
 def consensus_volumes_with_model(model_file, volumes: dict, filename: str, *,
                                  partition: bool = False, options: dict | None = None,
-                                 config=None) -> dict:
+                                 config=None, blockwise: dict | None = None) -> dict:
     """``diluvian consensus``: a consensus fill of each volume, written as ``fill`` writes.
 
     Each volume gives ``FILENAME.hdf5`` (CREMI layout, with the image) and
@@ -154,17 +88,39 @@ def consensus_volumes_with_model(model_file, volumes: dict, filename: str, *,
     ``partition`` fills only the validation partitions, as ``fill`` does;
     ``options`` go to :func:`consensus_fill`.
 
+    With a block shape (``blockwise={"block_shape": ...}``, which may also
+    give ``block_overlap``, ``scheduler`` and ``workers``, or ``[fill]
+    block_shape``) each volume is filled blockwise on Dask, as ``fill
+    --block-shape`` does, every block in both seed orders and reduced to
+    their consensus before the blocks are reconciled; the resumable store
+    ``FILENAME.zarr`` is written too.
+
     Returns
     -------
     dict
-        Per volume name: ``bodies`` of the consensus and ``fill_bodies`` of
-        each fill.
+        Per volume name: ``bodies`` of the consensus and, single-process,
+        ``fill_bodies`` of each fill.
     """
+    if config is None:
+        from ..config import CONFIG as config
+    blockwise = dict(blockwise or {})
+    if blockwise.get("block_shape") is not None or config.fill.block_shape is not None:
+        from ..blockwise import fill_volumes_blockwise
+
+        stats = fill_volumes_blockwise(model_file, volumes, filename, partition=partition,
+                                       config=config, consensus=True, **blockwise,
+                                       **(options or {}))
+        for name, s in stats.items():
+            print(f"{name}: {s.bodies} bodies, the blockwise consensus of two seed orders")
+        return {name: {"bodies": int(s.bodies)} for name, s in stats.items()}
+    return _consensus_single(model_file, volumes, filename, partition, options, config)
+
+
+def _consensus_single(model_file, volumes: dict, filename: str, partition: bool,
+                      options: dict | None, config) -> dict:
     from ..network import MultiDevicePredictor, fill_devices
     from .command import load_fill_model
 
-    if config is None:
-        from ..config import CONFIG as config
     model = load_fill_model(model_file, config)
     devices = fill_devices(int(config.training.num_gpus))
     if devices:
