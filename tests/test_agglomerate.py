@@ -77,6 +77,8 @@ def test_options_are_checked():
         AgglomerationOptions(merge_threshold=1.5)
     with pytest.raises(DiluvianError, match="minimum contact"):
         AgglomerationOptions(min_contact_vox=0)
+    with pytest.raises(DiluvianError, match="pairs per task"):
+        AgglomerationOptions(pairs_per_task=0)
 
 
 # --------------------------------------------------------------- agglomerate
@@ -141,6 +143,25 @@ def test_agglomerate_is_reproducible_and_thresholded():
     assert rows == [] and np.array_equal(merged, labels)
 
 
+def test_agglomerate_on_dask_decides_as_a_single_process_does():
+    from dask.distributed import Client, LocalCluster
+
+    image, labels = split_box()
+    # Three touching pairs, so that tasks of one pair each split the work.
+    labels = labels.copy()
+    labels[1:11, 12:22, 2:16] = 4
+    options = AgglomerationOptions(pairs_per_task=1, min_contact_vox=1)
+    alone = agglomerate(exact_oracle, image, labels, (40, 16, 16), options=options,
+                        config=small_config(), progress=False)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
+        spread = agglomerate(exact_oracle, image, labels, (40, 16, 16), options=options,
+                             config=small_config(), progress=False, client=client)
+    assert len(alone[1]) >= 3
+    assert spread[1] == alone[1]
+    np.testing.assert_array_equal(spread[0], alone[0])
+
+
 # ------------------------------------------------------------------------ CLI
 def save_box_model(path):
     """A 1x1x1 convolution: bright voxels -> 0.998, background -> 0.047."""
@@ -188,6 +209,12 @@ def test_cli_agglomerate_writes_merged_labels_and_csv(tmp_path, capsys):
         rows = list(csv.DictReader(f))
     assert [(r["a"], r["b"], r["merged"]) for r in rows] == [("5", "6", "1")]
     assert int(rows[0]["contact_area"]) == 8 * 20
+    # On Dask workers (each loading the model file once): the same result.
+    out = tmp_path / "dask_{volume}"
+    assert main(["agglomerate", "-m", str(model), "-v", str(data), "seg", str(out),
+                 "--workers", "1"]) == 0
+    with h5py.File(tmp_path / "dask_seg.hdf5") as f:
+        np.testing.assert_array_equal(f["volumes/labels/neuron_ids"][...], expected)
 
 
 def test_cli_agglomerate_bad_threshold_is_one_line(tmp_path, capsys):

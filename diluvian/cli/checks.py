@@ -49,6 +49,7 @@ def _check_options(args) -> None:
     _at_least(args, "skeleton_dust", "--skeleton-dust", 0)
     _at_least(args, "min_contact", "--min-contact", 1)
     _at_least(args, "subvolume_shape", "--subvolume-shape", 1)
+    _at_least(args, "pairs_per_task", "--pairs-per-task", 1)
     threshold = getattr(args, "merge_threshold", None)
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise DiluvianError(f"--merge-threshold {threshold} is invalid: expected a fraction "

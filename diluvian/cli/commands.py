@@ -183,9 +183,11 @@ def _cmd_agglomerate(args) -> int:
     options = AgglomerationOptions(
         min_contact_vox=args.min_contact, merge_threshold=args.merge_threshold,
         subvolume_shape=tuple(args.subvolume_shape) if args.subvolume_shape else None,
-        batch_size=args.move_batch_size, max_moves=args.max_moves, early_stop=args.early_stop)
+        batch_size=args.move_batch_size, max_moves=args.max_moves, early_stop=args.early_stop,
+        pairs_per_task=args.pairs_per_task)
     agglomerate_volume(args.model_file, volumes[args.segmentation_name], args.segmentation_name,
-                       args.output_file, options=options, config=config)
+                       args.output_file, options=options, config=config,
+                       dask={"scheduler": args.scheduler, "workers": args.workers})
     return 0
 
 

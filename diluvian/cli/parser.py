@@ -182,6 +182,15 @@ def _add_agglomerate_parser(commandparsers) -> None:
         help="Fill every side to the end; by default a fill stops once its pair's decision "
              "is known (it reached --merge-threshold of the other object, or the other side "
              "ended below it).")
+    agglomerate.add_argument(
+        "--scheduler", dest="scheduler", default=None,
+        help="Fill the pairs on the Dask scheduler at this address (tcp://HOST:PORT).")
+    agglomerate.add_argument(
+        "--workers", dest="workers", default=None, type=int,
+        help="Fill the pairs on a LocalCluster of this many workers.")
+    agglomerate.add_argument(
+        "--pairs-per-task", dest="pairs_per_task", default=16, type=int,
+        help="Pairs each Dask task fills, batched together (default 16).")
     agglomerate.set_defaults(handler=_cmd_agglomerate)
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import csv
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import scipy.ndimage
@@ -37,8 +38,8 @@ from scipy.cluster.hierarchy import DisjointSet
 
 from ..util import DiluvianError, atomic_output, make_rng
 
-__all__ = ["AgglomerationOptions", "Contact", "agglomerate", "agglomerate_volume",
-           "contacts", "merge_labels"]
+__all__ = ["AgglomerationOptions", "Contact", "PairCrops", "agglomerate",
+           "agglomerate_volume", "contacts", "merge_labels", "pair_crops", "score_pairs"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,9 @@ class AgglomerationOptions:
         ``merge_threshold`` of the other object, or when the pair's other
         fill has ended below it. The recorded score of a stopped fill is
         its score at that point.
+    pairs_per_task : int
+        Pairs each Dask task fills (batched together) when agglomerating on
+        Dask; every pair's result is the same however the pairs are split.
     """
 
     min_contact_vox: int = 10
@@ -73,6 +77,7 @@ class AgglomerationOptions:
     batch_size: int = 8
     max_moves: int | None = None
     early_stop: bool = True
+    pairs_per_task: int = 16
 
     def __post_init__(self):
         if self.min_contact_vox < 1:
@@ -83,6 +88,9 @@ class AgglomerationOptions:
                                 "a fraction from 0 to 1")
         if self.batch_size < 1:
             raise DiluvianError(f"batch size {self.batch_size} is invalid: expected at least 1")
+        if self.pairs_per_task < 1:
+            raise DiluvianError(f"pairs per task {self.pairs_per_task} is invalid: expected at "
+                                "least 1")
 
 
 @dataclass(frozen=True)
@@ -157,32 +165,110 @@ def _seed(inside: np.ndarray, contact, radius, resolution) -> tuple[int, int, in
     return tuple(int(c) for c in np.unravel_index(int(np.argmax(depth)), depth.shape))
 
 
-def _regions(image, labels, pairs, shape, resolution, config):
-    """Yield ``(region, pair index, side, labels of the subvolume)`` for both fills of each pair."""
-    from ..regions import Region
+@dataclass(frozen=True)
+class PairCrops:
+    """One pair's subvolume, as its two fills need it (all a Dask task is sent).
 
-    radius = np.asarray(config.model.input_fov_shape) // 2
+    ``index`` is the pair's place in :func:`contacts`' list, which keys the
+    random streams of its fills; ``seeds`` are the seed voxels of ``a`` and
+    ``b`` in the subvolume.
+    """
+
+    index: int
+    a: int
+    b: int
+    image: np.ndarray
+    labels: np.ndarray
+    seeds: tuple
+
+
+def pair_crops(image, labels, pairs, shape, radius, resolution):
+    """Yield the :class:`PairCrops` of each contact of ``pairs`` (subvolumes of ``shape``)."""
     for index, contact in enumerate(pairs):
         box = _subvolume(contact.vox_a, shape, labels.shape)
         crop = np.asarray(labels[box])
         start = np.asarray([s.start for s in box])
-        for side, (label, vox) in enumerate(((contact.a, contact.vox_a),
-                                             (contact.b, contact.vox_b))):
-            seed = _seed(crop == label, np.asarray(vox) - start, radius, resolution)
-            region = Region(np.asarray(image[box]), seed_vox=seed, model_config=config.model,
-                            rng=make_rng(config.random_seed, "agglomerate", index, side))
-            yield region, index, side, crop
+        seeds = tuple(_seed(crop == label, np.asarray(vox) - start, radius, resolution)
+                      for label, vox in ((contact.a, contact.vox_a), (contact.b, contact.vox_b)))
+        yield PairCrops(index, contact.a, contact.b, np.asarray(image[box]), crop, seeds)
+
+
+def score_pairs(model, crops, options: AgglomerationOptions, config,
+                progress: bool = True) -> dict[int, tuple[float, float]]:
+    """Fill both sides of each pair of ``crops``, batched; ``{pair index: (score_ab, score_ba)}``."""
+    from ..regions import Region, iter_fill_regions
+
+    t_final, threshold = float(config.model.t_final_value), options.merge_threshold
+    scores, done, owner = {}, set(), {}
+
+    def source():
+        for pair in crops:
+            scores[pair.index] = [0.0, 0.0]
+            for side, (seed, other) in enumerate(zip(pair.seeds, (pair.b, pair.a))):
+                target = pair.labels == other  # the other object's voxels, once per fill
+                region = Region(pair.image, seed_vox=seed, model_config=config.model,
+                                rng=make_rng(config.random_seed, "agglomerate", pair.index, side))
+                owner[id(region)] = (pair.index, side, target, max(int(target.sum()), 1))
+                yield region
+
+    def score(region) -> tuple[int, int, float]:
+        index, side, target, size = owner[id(region)]
+        filled = np.nan_to_num(np.asarray(region.mask), nan=0.0) >= t_final
+        return index, side, float(filled[target].sum()) / size
+
+    def decided(region) -> bool:
+        index, side, value = score(region)
+        other = (index, 1 - side)
+        return value >= threshold or (other in done and scores[index][1 - side] < threshold)
+
+    for region in iter_fill_regions(source(), model, batch_size=options.batch_size,
+                                    max_moves=options.max_moves, progress=progress,
+                                    stopping_callback=decided if options.early_stop else None):
+        index, side, scores[index][side] = score(region)
+        done.add((index, side))
+        owner.pop(id(region))
+    return {index: (a, b) for index, (a, b) in scores.items()}
+
+
+def _score_task(model, network_config, dtype_policy, tf_threads, crops, options, config):
+    """A Dask task: the scores of a few pairs, with the worker's cached model."""
+    from ..blockwise.workers import worker_model
+
+    net = worker_model(model, network_config, dtype_policy, tf_threads)
+    return score_pairs(net, crops, options, config, progress=False)
+
+
+def _score_on_dask(client, model, crops, options, config, progress) -> dict:
+    """:func:`score_pairs` of ``crops`` split into tasks of ``options.pairs_per_task`` pairs."""
+    from dask.distributed import as_completed
+    from tqdm.auto import tqdm
+
+    from ..blockwise.workers import _local_tf_threads
+
+    crops = list(crops)
+    step = options.pairs_per_task
+    args = (model, config.network, str(config.fill.dtype_policy), _local_tf_threads(client))
+    futures = [client.submit(_score_task, *args, crops[i:i + step], options, config,
+                             pure=False) for i in range(0, len(crops), step)]
+    scores = {}
+    with tqdm(total=len(crops), desc="agglomerate pairs", disable=not progress) as bar:
+        for future in as_completed(futures):
+            part = future.result()
+            scores.update(part)
+            bar.update(len(part))
+    return scores
 
 
 def agglomerate(model, image, labels, resolution=(1, 1, 1), *,
                 options: AgglomerationOptions | None = None, config=None,
-                progress: bool = True) -> tuple[np.ndarray, list[dict]]:
+                progress: bool = True, client=None) -> tuple[np.ndarray, list[dict]]:
     """Merge touching objects of ``labels`` that the network fills across.
 
     Parameters
     ----------
-    model : keras.Model or callable
-        The network, or ``predictor(images, masks) -> probs``.
+    model : keras.Model, callable or model file
+        The network, or ``predictor(images, masks) -> probs``; with a Dask
+        ``client``, a model file is loaded once per worker.
     image, labels : ndarray, ZYX
         The image and a segmentation of it (0 is background).
     resolution : sequence of 3 float
@@ -191,7 +277,10 @@ def agglomerate(model, image, labels, resolution=(1, 1, 1), *,
     config : Config, optional
         ``[model]`` settings (FOVs, thresholds) and ``random_seed``.
     progress : bool
-        Show a progress bar of moves.
+        Show a progress bar of moves (of pairs on Dask).
+    client : dask.distributed.Client, optional
+        Fill the pairs on this client's workers, ``options.pairs_per_task``
+        pairs a task; the decisions are those of a single-process run.
 
     Returns
     -------
@@ -202,8 +291,6 @@ def agglomerate(model, image, labels, resolution=(1, 1, 1), *,
         ``x`` (the contact voxel of ``a``), ``score_ab``, ``score_ba``,
         ``merged``.
     """
-    from ..regions import iter_fill_regions
-
     if config is None:
         from ..config import CONFIG as config
     options = options or AgglomerationOptions()
@@ -215,38 +302,14 @@ def agglomerate(model, image, labels, resolution=(1, 1, 1), *,
                                              config.model.input_fov_shape)
     pairs = contacts(labels, options.min_contact_vox)
     logger.info("%d touching pairs with at least %d faces", len(pairs), options.min_contact_vox)
-    scores = np.zeros((len(pairs), 2))
-    owner = {}
-
-    def source():
-        for region, index, side, crop in _regions(image, labels, pairs, shape,
-                                                  np.asarray(resolution, np.float64), config):
-            other = pairs[index].b if side == 0 else pairs[index].a
-            target = crop == other  # the other object's voxels, once per fill
-            owner[id(region)] = (index, side, target, max(int(target.sum()), 1))
-            yield region
-
-    t_final = float(config.model.t_final_value)
-    threshold = options.merge_threshold
-    done = np.zeros((len(pairs), 2), dtype=bool)
-
-    def score(region) -> tuple[int, int, float]:
-        index, side, target, size = owner[id(region)]
-        filled = np.nan_to_num(np.asarray(region.mask), nan=0.0) >= t_final
-        return index, side, float(filled[target].sum()) / size
-
-    def decided(region) -> bool:
-        index, side, value = score(region)
-        partner_failed = done[index, 1 - side] and scores[index, 1 - side] < threshold
-        return value >= threshold or partner_failed
-
-    for region in iter_fill_regions(source(), model, batch_size=options.batch_size,
-                                    max_moves=options.max_moves, progress=progress,
-                                    stopping_callback=decided if options.early_stop else None):
-        index, side, scores[index, side] = score(region)
-        done[index, side] = True
-        owner.pop(id(region))
-    decisions = np.all(scores >= threshold, axis=1)
+    crops = pair_crops(image, labels, pairs, shape, np.asarray(config.model.input_fov_shape) // 2,
+                       np.asarray(resolution, np.float64))
+    if client is not None:
+        found = _score_on_dask(client, model, crops, options, config, progress)
+    else:
+        found = score_pairs(model, crops, options, config, progress)
+    scores = np.asarray([found[i] for i in range(len(pairs))]).reshape(-1, 2)
+    decisions = np.all(scores >= options.merge_threshold, axis=1)
     rows = [{"a": c.a, "b": c.b, "contact_area": c.area, "z": c.vox_a[0], "y": c.vox_a[1],
              "x": c.vox_a[2], "score_ab": round(float(s[0]), 6), "score_ba": round(float(s[1]), 6),
              "merged": bool(m)} for c, s, m in zip(pairs, scores, decisions)]
@@ -287,7 +350,8 @@ def _write_csv(path, rows: list[dict]) -> None:
 
 
 def agglomerate_volume(model_file, volume, name: str, output_file: str, *,
-                       options: AgglomerationOptions | None = None, config=None) -> list[dict]:
+                       options: AgglomerationOptions | None = None, config=None,
+                       dask: dict | None = None) -> list[dict]:
     """``diluvian agglomerate``: agglomerate a segmentation volume and write the results.
 
     ``volume`` needs image and label data (a ``diluvian fill`` output dataset
@@ -295,6 +359,8 @@ def agglomerate_volume(model_file, volume, name: str, output_file: str, *,
     merged labels and the image; the dataset is named ``NAME_segmentation``
     for a volume ``NAME`` or ``NAME_segmentation``) and ``OUTPUT.csv`` (one
     row per pair tried). ``{volume}`` in ``output_file`` becomes ``name``.
+    ``dask`` (``scheduler`` and / or ``workers``, as ``fill --block-shape``
+    takes them) fills the pairs on Dask workers, each loading the model once.
     """
     from .command import load_fill_model
     from .state import write_segmentation
@@ -312,8 +378,17 @@ def agglomerate_volume(model_file, volume, name: str, output_file: str, *,
     if np.any(np.asarray(labels.shape) < np.asarray(config.model.input_fov_shape)):
         raise DiluvianError(f"volume {name!r} of shape {list(labels.shape)} is smaller than "
                             f"[model] input_fov_shape {list(config.model.input_fov_shape)}")
-    merged, rows = agglomerate(model, image, labels, volume.resolution, options=options,
-                               config=config)
+    dask = {k: v for k, v in (dask or {}).items() if v is not None}
+    if dask:
+        from ..blockwise.workers import dask_client
+
+        with dask_client(dask.get("scheduler"), dask.get("workers")) as client:
+            merged, rows = agglomerate(str(Path(model_file).resolve()), image, labels,
+                                       volume.resolution, options=options, config=config,
+                                       client=client)
+    else:
+        merged, rows = agglomerate(model, image, labels, volume.resolution, options=options,
+                                   config=config)
     base = str(output_file).replace("{volume}", name)
     # A fill's output dataset ``NAME_segmentation`` stays ``NAME_segmentation``.
     source = name.removesuffix("_segmentation") or name
