@@ -133,10 +133,23 @@ def fill_and_score(work: Path, tag: str, model: Path, test_toml: Path, res: Path
     pred_toml = Path(f"{base}_fib25_test.toml")
     import tomllib
 
-    name = tomllib.loads(pred_toml.read_text())["dataset"][0]["name"]
-    result = score(work, test_toml, pred_toml, name, res)
+    entry = tomllib.loads(pred_toml.read_text())["dataset"][0]
+    result = score(work, test_toml, pred_toml, entry["name"], res)
     result["fill_seconds"] = seconds
+    result["evaluations"] = fill_evaluations(pred_toml.parent / entry["hdf5_file"])
     return result
+
+
+def fill_evaluations(hdf5: Path) -> int | None:
+    """Network evaluations of a ``diluvian fill`` output (its FillStats ``moves``)."""
+    import h5py
+
+    from diluvian.fill.state import STATE_GROUP
+
+    with h5py.File(hdf5, "r") as f:
+        if STATE_GROUP not in f:
+            return None
+        return int(json.loads(f[STATE_GROUP].attrs["state"])["stats"]["moves"])
 
 
 def figures(result: dict) -> tuple[float, float, float]:
@@ -238,12 +251,12 @@ def main(argv=None) -> int:
         rows.append(("FFN published", score(work, test_toml, pub_toml, "ffn_published", res)))
         print(f"\nFIB-25 {where}, all voxels counted (diluvian evaluate --border-threshold 0)")
         print(f"{'segmentation':24} {'VOI split':>9} {'VOI merge':>9} {'sum':>6} "
-              f"{'ARAND':>6} {'fill s':>7}")
+              f"{'ARAND':>6} {'evals':>7} {'fill s':>7}")
         for name, result in rows:
             split, merge, arand = figures(result)
-            secs = result.get("fill_seconds")
+            secs, evals = result.get("fill_seconds"), result.get("evaluations")
             print(f"{name:24} {split:9.3f} {merge:9.3f} {split + merge:6.3f} {arand:6.3f} "
-                  f"{'' if secs is None else f'{secs:7.0f}'}")
+                  f"{'' if evals is None else evals:>7} {'' if secs is None else f'{secs:7.0f}'}")
     return 0
 
 
