@@ -22,7 +22,11 @@ Run ``python benchmarks/bench_fill.py`` (about 2 minutes on 2 cores). It prints:
     default) and Google FFN's own row on the same voxels and weights:
     network evaluations, VOI split / merge, adapted Rand error (every voxel
     counted), labelled fraction, wall time, where the evaluations went, and
-    the CPU flags.
+    the CPU flags;
+(f) with ``--batch-sweep 1 4 16``: on FFN's 96^3 crop with the default
+    policy, for each ``move_batch_size`` N, the fill's FOVs/s against bare
+    ``predict_on_batch`` at the same N, the speed-up over N = 1, and the
+    evaluations and scores of each N (where batching stops paying).
 
 ``--dtype-policy`` sets ``[fill] dtype_policy`` for (a)-(c) (default ``auto``).
 
@@ -250,6 +254,48 @@ def policy_table(workdir: Path, region: str, dtype_policy: str = "auto") -> None
           f"{peer['labelled']:7.1%}{'':>8s}")
 
 
+def bare_fovs_per_second(model, config, n: int, fovs: int = 64) -> float:
+    """FOVs/s of bare ``predict_on_batch`` at batch ``n`` (after one warm-up call)."""
+    fov = tuple(int(s) for s in config.model.input_fov_shape)
+    x = [np.random.default_rng(0).random((n, *fov, 1), dtype=np.float32),
+         np.full((n, *fov, 1), 0.05, np.float32)]
+    model.predict_on_batch(x)
+    calls = max(1, fovs // n)
+    start = time.perf_counter()
+    for _ in range(calls):
+        model.predict_on_batch(x)
+    return calls * n / (time.perf_counter() - start)
+
+
+def batch_sweep(workdir: Path, sizes: list[int], dtype_policy: str = "auto") -> None:
+    """(f): fill throughput against the bare model for each move_batch_size, on the crop."""
+    import h5py
+    from bench_train_fill_fib25 import cpu_line
+
+    from diluvian.volumes.base import NdarrayVolume
+
+    model, config = ffn_model(workdir, dtype_policy)
+    with h5py.File(FIB25) as f:
+        sl = POLICY_REGIONS["crop"]
+        image, truth = f["volumes/raw"][sl], f["volumes/labels/neuron_ids"][sl]
+    volume = NdarrayVolume([10, 10, 10], image_data=image)
+    print(f"(f) batching, FIB-25 96^3 crop z 140:236, y 77:173, x 77:173, imported FFN model, "
+          f"default policy; {cpu_line()}")
+    print(f"    {'N':>4s}{'evals':>7s}{'calls':>7s}{'fill FOV/s':>11s}{'bare FOV/s':>11s}"
+          f"{'fill/bare':>10s}{'x N=1':>7s}{'split':>7s}{'merge':>7s}{'ARAND':>7s}")
+    first = None
+    for n in sizes:
+        warm_up(model, config, n)
+        labels, stats, wall, calls = fill_once(model, volume, config, n)
+        bare = bare_fovs_per_second(model, config, n)
+        rate = stats.moves / wall
+        first = first or rate
+        sc = scores(truth, labels)
+        print(f"    {n:4d}{stats.moves:7d}{len(calls):7d}{rate:11.2f}{bare:11.2f}"
+              f"{rate / bare:10.2f}{rate / first:7.2f}{sc['voi_split']:7.3f}"
+              f"{sc['voi_merge']:7.3f}{sc['arand']:7.3f}", flush=True)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--crop", type=int, default=40,
@@ -272,7 +318,17 @@ def main(argv=None) -> int:
     parser.add_argument("--policies", choices=sorted(POLICY_REGIONS), default=None,
                         help="Only (e): the fill policy table against Google FFN on its 96^3 "
                         "crop or the whole cube.")
+    parser.add_argument("--batch-sweep", type=int, nargs="+", default=None, metavar="N",
+                        help="Only (f): fill and bare-model FOVs/s at each move_batch_size N "
+                        "on FFN's 96^3 crop.")
     args = parser.parse_args(argv)
+    if args.batch_sweep:
+        if not (FIB25.exists() and Path(str(CHECKPOINT) + ".index").exists()):
+            print("(f) skipped: ../shared is not available")
+            return 0
+        batch_sweep(Path(tempfile.mkdtemp(prefix="bench_fill.")), args.batch_sweep,
+                    args.dtype_policy)
+        return 0
     if args.policies:
         if not (FIB25.exists() and Path(str(CHECKPOINT) + ".index").exists()):
             print("(e) skipped: ../shared is not available")
