@@ -149,6 +149,49 @@ def test_consensus_fill_combines_two_seed_orders():
         assert len(np.unique(pairs[0])) == pairs.shape[1]
 
 
+def test_the_second_fill_reuses_the_first_fills_evaluations_exactly():
+    calls = []
+
+    def counting(images, masks):
+        calls.append(len(images))
+        return greedy_oracle(images, masks)
+
+    volume, config = volume_of(touching_boxes()), small_config()
+    options = {"seed_generator": "grid", "progress": False}
+    results = {}
+    for reuse in (0, 1 << 30):
+        calls.clear()
+        out, fills = consensus_fill(counting, volume, name="v", options=options, config=config,
+                                    reuse_bytes=reuse)
+        results[reuse] = (out, [f[0] for f in fills], sum(calls),
+                          sum(f[1].moves for f in fills))
+    plain, reused = results[0], results[1 << 30]
+    np.testing.assert_array_equal(reused[0], plain[0])
+    for a, b in zip(reused[1], plain[1]):
+        np.testing.assert_array_equal(a, b)
+    assert plain[2] == plain[3]  # without reuse every requested FOV is evaluated
+    assert reused[3] == plain[3] and reused[2] < plain[2]
+
+
+def test_memo_predictor_forgets_the_oldest_outputs_beyond_its_memory():
+    from diluvian.predictor import MemoPredictor
+
+    calls = []
+    memo = MemoPredictor(lambda i, m: calls.append(len(i)) or i[:, :2, :2, :2] + m[:, :2, :2, :2],
+                         max_bytes=2 * 8 * 4)  # two outputs of 2x2x2 float32
+    x = np.arange(4 * 27, dtype=np.float32).reshape(4, 3, 3, 3)
+    first = memo(x[:3], x[:3])
+    assert calls == [3] and memo.misses == 3 and len(memo._outputs) == 2
+    again = memo(x[:3], x[:3])  # the first output was forgotten: evaluated again
+    np.testing.assert_array_equal(first, again)
+    assert calls == [3, 1] and memo.hits == 2
+    # A mask that differs by one value is another input.
+    y = x[:1].copy()
+    y[0, 1, 1, 1] += 1
+    memo(x[:1], y)
+    assert calls == [3, 1, 1]
+
+
 def test_consensus_of_the_greedy_oracle_splits_a_one_sided_merge():
     # Seeds only in object 1 then 2 (fill A) or 2 then 1 (fill B, as a reversed list):
     # A merges 1 and 2, B does not; the consensus keeps them apart.

@@ -41,6 +41,7 @@ import numpy as np
 from ..fill.options import FillOptions
 from ..geometry import Box
 from ..postprocessing import consensus_labels
+from ..predictor import MemoPredictor
 from ..util import DiluvianError, make_rng
 from .layout import BlockLayout
 from .reconcile import consecutive_ids, overlap_matches
@@ -193,6 +194,8 @@ def fill_block(volume, job: BlockJob, index) -> dict:
     before = np.asarray(block.outer_lo) - lo
     after = hi - np.asarray(block.outer_hi)
     streams = [job.seed_stream] + ([(*job.seed_stream, "consensus")] if job.consensus else [])
+    if job.consensus:  # the second fill reuses the first's evaluations of the same inputs
+        net = MemoPredictor(net)
     fills = []
     for stream in streams:
         # One stream for every block: seeds are ordered by a hash of their global

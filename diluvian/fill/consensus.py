@@ -25,6 +25,7 @@ import logging
 import numpy as np
 
 from ..postprocessing import consensus_labels
+from ..predictor import MemoPredictor
 from ..util import make_rng
 from .command import prepared_volumes
 from .dense import fill_volume_with_model
@@ -39,7 +40,8 @@ FILL_OPTIONS = ("seed_generator", "ignore_mask", "bias", "move_batch_size", "max
                 "remask_interval", "reject_early_termination", "progress")
 
 
-def consensus_fill(model, volume, *, name: str = "", options: dict | None = None, config=None):
+def consensus_fill(model, volume, *, name: str = "", options: dict | None = None, config=None,
+                   reuse_bytes: int = 1 << 30):
     """Fill ``volume`` twice in different seed orders and combine the fills.
 
     Parameters
@@ -54,6 +56,11 @@ def consensus_fill(model, volume, *, name: str = "", options: dict | None = None
         :data:`FILL_OPTIONS`).
     config : Config, optional
         ``random_seed`` and ``[fill] min_body_size`` are used.
+    reuse_bytes : int
+        Memory for predictions the second fill may reuse
+        (:class:`diluvian.predictor.MemoPredictor`): a field of view whose
+        image and mask inputs the first fill already evaluated is not
+        evaluated again. 0 evaluates every field of view.
 
     Returns
     -------
@@ -69,11 +76,15 @@ def consensus_fill(model, volume, *, name: str = "", options: dict | None = None
     if unknown:
         raise ValueError(f"consensus fill options {unknown} are unknown: expected "
                          f"{list(FILL_OPTIONS)}")
+    memo = MemoPredictor(model, reuse_bytes) if reuse_bytes > 0 else model
     fills = []
     for stream in ((name,), (name, "consensus")):
         rng = make_rng(config.random_seed, "fill_seeds", *stream)
-        fills.append(fill_volume_with_model(model, volume, shuffle_seeds=True, rng=rng,
+        fills.append(fill_volume_with_model(memo, volume, shuffle_seeds=True, rng=rng,
                                             config=config, **options))
+    if reuse_bytes > 0:
+        logger.info("consensus of %s: %d network evaluations, %d fields of view reused", name,
+                    memo.misses, memo.hits)
     labels = consensus_labels(fills[0][0], fills[1][0], int(config.fill.min_body_size))
     return labels, tuple(fills)
 
