@@ -316,7 +316,6 @@ def test_doctests():
     import doctest
 
     import diluvian.fill.consensus
-
     import diluvian.postprocessing
 
     failed, attempted = doctest.testmod(diluvian.postprocessing)

@@ -10,6 +10,7 @@ import pytest
 
 from diluvian.config import Config, OptimizerConfig
 from diluvian.training.sampling import FillFractionSampler, fill_fractions
+from diluvian.util import DiluvianError
 
 FOV = [5, 17, 17]
 
@@ -333,3 +334,98 @@ def test_packaged_fine_tuning_recipe_keeps_to_ffns_own_augmentations():
     assert not t.augment_noise and not t.augment_contrast and not t.augment_missing_data
     assert list(t.augment_mirrors) and list(t.augment_permute_axes)
     assert t.max_minutes == 30
+
+
+# ---------------------------------------------------- dense validation (val_voi)
+def _boxes_volume():
+    from diluvian.volumes import NdarrayVolume
+
+    labels = np.zeros((12, 32, 32), np.uint64)
+    labels[1:11, 1:16, 1:31] = 1  # three touching boxes of different brightness
+    labels[1:11, 16:31, 1:16] = 2
+    labels[1:11, 16:31, 16:31] = 3
+    image = np.where(labels > 0, 40 * labels + 60, 0).astype(np.uint8)
+    return NdarrayVolume([40, 16, 16], image_data=image, label_data=labels)
+
+
+def _exact(images, masks):
+    c = tuple(s // 2 for s in images.shape[1:])
+    centre = images[(slice(None), *c)][:, None, None, None]
+    return np.where((np.abs(images - centre) < 1e-3) & (centre > 0), 0.99, 0.01).astype(
+        np.float32)
+
+
+def _greedy(images, masks):
+    """Takes every bright voxel: merges all objects."""
+    return np.where(images > 0, 0.99, 0.01).astype(np.float32)
+
+
+def test_dense_validation_scores_the_dense_fill_of_a_centred_box():
+    from diluvian.training.validation import DenseValidation
+
+    config = Config([{"random_seed": 3, "fill": {"min_body_size": 0},
+                      "model": {"input_fov_shape": [5, 9, 9], "output_fov_shape": [5, 9, 9]},
+                      "training": {"validation_fill_shape": [12, 32, 64]}}])
+    dense = DenseValidation({"boxes": _boxes_volume()}, config)
+    volume, truth = dense.boxes["boxes"]
+    assert volume.shape == truth.shape == (12, 32, 32)  # clipped to the volume
+    exact = dense.evaluate(_exact)
+    assert exact["val_voi"] == pytest.approx(0.0, abs=1e-9)
+    merged = dense.evaluate(_greedy)
+    assert merged["val_voi_merge"] > 0.5 and merged["val_voi_split"] == pytest.approx(0.0,
+                                                                                      abs=1e-9)
+    assert merged["val_voi"] == pytest.approx(merged["val_voi_split"] + merged["val_voi_merge"])
+
+
+class _ScriptedDense(_ScriptedValidation):
+    """F0.5 scores and dense VOIs given in advance: they disagree on the best epoch."""
+
+    def __init__(self, scores, vois):
+        super().__init__(scores)
+        self.vois = list(vois)
+        self.dense = object()
+
+    def evaluate(self, model, batch_size=32):
+        result = super().evaluate(model, batch_size)
+        voi = self.vois.pop(0)
+        result["dense"] = {"val_voi": voi, "val_voi_split": voi / 2, "val_voi_merge": voi / 2}
+        return result
+
+
+def test_a_dense_validation_chooses_the_model_by_val_voi(tmp_path):
+    from diluvian.network import build_ffn_convstack, save_model
+    from diluvian.training.train import _EpochEnd
+
+    start = build_ffn_convstack(FOV, depth=1, filters=3)
+    save_model(start, tmp_path / "start.keras", {"input_fov_shape": FOV,
+                                                 "output_fov_shape": FOV})
+    # F0.5 improves every epoch; the dense VOI is best after epoch 1.
+    end = _EpochEnd(start, _ScriptedDense([0.5, 0.6, 0.7], [2.0, 1.2, 1.5]), _config(),
+                    tmp_path / "tuned", None, False, False, tmp_path / "start.keras")
+    end.validate_start()
+    for epoch in range(2):
+        end(epoch, {"loss": 0.5})
+    assert end.select_key == "val_voi" and end.best_epoch == 1 and end.best == 1.2
+    rows = list(csv.DictReader(open(tmp_path / "tuned.csv")))
+    assert [float(r["val_voi"]) for r in rows] == [2.0, 1.2, 1.5]
+    assert [float(r["val_binary_f_score"]) for r in rows] == [0.5, 0.6, 0.7]
+
+
+@pytest.mark.slow
+def test_training_with_validation_fill_shape_records_val_voi(tmp_path):
+    from diluvian.training import train_network
+
+    config = _config(validation_fill_shape=[12, 32, 32])
+    config.fill.min_body_size = 0
+    result = train_network(volumes={"boxes": _boxes_volume()},
+                           model_output_filebase=str(tmp_path / "m"), config=config,
+                           progress=False)
+    rows = list(csv.DictReader(open(tmp_path / "m.csv")))
+    assert {"val_voi", "val_voi_split", "val_voi_merge", "val_binary_f_score"} <= set(rows[0])
+    assert result.best_metric == pytest.approx(float(rows[0]["val_voi"]))
+    assert (tmp_path / "m.keras").exists()
+
+
+def test_validation_fill_shape_must_be_positive():
+    with pytest.raises(DiluvianError, match="validation_fill_shape"):
+        Config([{"training": {"validation_fill_shape": [0, 32, 32]}}])

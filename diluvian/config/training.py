@@ -105,6 +105,14 @@ class TrainingConfig(BaseConfig):
     max_minutes : float, optional
         Stop training after this many minutes (wall time): the running
         epoch ends early and is validated as usual.
+    validation_fill_shape : list of 3 int, optional
+        Also segment a box of this shape (Z, Y, X voxels, clipped) at the
+        centre of each validation volume densely after every epoch, with
+        ``diluvian fill``'s engine and ``[fill]`` settings, and score it
+        against the labels (VOI split + merge, every voxel counted:
+        ``val_voi``, ``val_voi_split``, ``val_voi_merge`` in the history).
+        The model is then chosen by the lowest ``val_voi`` (what a dense
+        fill will give) instead of ``validation_metric``. Unset: off.
     """
 
     SECTION = "training"
@@ -139,6 +147,7 @@ class TrainingConfig(BaseConfig):
         "sampling": Field("str", choices=("uniform", "fill_fraction")),
         "sampling_bins": Field("fvec"),
         "max_minutes": Field("float", optional=True),
+        "validation_fill_shape": Field("vec", length=3, optional=True),
     }
 
     _AUGMENT_KEYS = {
@@ -154,6 +163,10 @@ class TrainingConfig(BaseConfig):
         s = f"{source}: [training]"
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise DiluvianError(f"{s} max_minutes = {self.max_minutes} must be positive")
+        box = self.validation_fill_shape
+        if box is not None and np.any(np.asarray(box) < 1):
+            raise DiluvianError(f"{s} validation_fill_shape = {np.asarray(box).tolist()} must "
+                                "be 3 positive voxel counts")
         edges = np.asarray(self.sampling_bins, dtype=np.float64)
         if edges.size < 1 or np.any(np.diff(edges) <= 0) or edges[0] <= 0 or edges[-1] > 1:
             raise DiluvianError(f"{s} sampling_bins = {edges.tolist()} must be increasing "

@@ -204,8 +204,12 @@ class _EpochEnd:
         self.settings = _model_settings(config, model_file)
         #: Whether this run has written BASE.keras (and so BASE.toml) yet.
         self.saved = False
-        if not len(validation):
-            self.metric_key = "val_loss"
+        #: The history column the model is chosen by (``val_voi`` with a dense validation).
+        self.select_key = self.metric_key
+        if getattr(validation, "dense", None) is not None:
+            self.select_key, self.mode = "val_voi", "min"
+        elif not len(validation):
+            self.metric_key = self.select_key = "val_loss"
             self.mode = "min"
             logger.warning("[training] validation_size = 0 (or no validation data): the model "
                            "is chosen by its training loss")
@@ -235,16 +239,30 @@ class _EpochEnd:
         it started from: BASE.keras stays the starting model until an epoch
         beats it.
         """
-        if not len(self.validation):
+        if not len(self.validation) and self.select_key != "val_voi":
             return
-        result = self.validation.evaluate(self.model, batch_size=self.config.training.batch_size)
-        self._append_row(0, {"loss": math.nan, "val_loss": result["loss"],
-                             self.metric_key: result["metric"]})
-        self.best, self.best_epoch, self.best_loss = result["metric"], 0, result["loss"]
+        logs = {"loss": math.nan}
+        value, loss = self._validate(logs)
+        self._append_row(0, logs)
+        self.best, self.best_epoch, self.best_loss = value, 0, loss
         self._save_best()
         write_history_csv(self.history, _suffixed(self.base, ".csv"))
         logger.info("starting model: %s = %.4g, val_loss = %.4g; it is kept unless an epoch "
-                    "beats it", self.metric_key, result["metric"], result["loss"])
+                    "beats it", self.select_key, value, loss)
+
+    def _validate(self, logs: dict[str, Any]) -> tuple[float, float]:
+        """Validate the model into ``logs``; the value it is chosen by and the validation loss."""
+        if len(self.validation) or self.select_key == "val_voi":
+            result = self.validation.evaluate(self.model,
+                                              batch_size=self.config.training.batch_size)
+        else:
+            # validation_size = 0: the model is chosen by its training loss.
+            loss = float(logs.get("loss", math.nan))
+            result = {"loss": loss, "metric": loss}
+        logs["val_loss"] = result["loss"]
+        logs[self.metric_key] = result["metric"]
+        logs.update(result.get("dense", {}))
+        return float(logs[self.select_key]), float(result["loss"])
 
     def finish(self) -> None:
         """Make sure the run ends with a model file: the last epoch's if none was better."""
@@ -286,19 +304,12 @@ class _EpochEnd:
 
     def __call__(self, epoch: int, logs: dict[str, Any]) -> None:
         t = self.config.training
-        if len(self.validation):
-            result = self.validation.evaluate(self.model, batch_size=t.batch_size)
-        else:
-            # validation_size = 0: the model is chosen by its training loss.
-            loss = float(logs.get("loss", math.nan))
-            result = {"loss": loss, "metric": loss}
-        logs["val_loss"] = result["loss"]
-        logs[self.metric_key] = result["metric"]
+        value, loss = self._validate(logs)
         row = self._append_row(epoch + 1, logs)
         self.last_weights = self.model.get_weights()
-        if self._better(result["metric"], result["loss"]):
-            self.best, self.best_epoch = result["metric"], epoch + 1
-            self.best_loss = result["loss"]
+        if self._better(value, loss):
+            self.best, self.best_epoch = value, epoch + 1
+            self.best_loss = loss
             self._save_best()
         if self.saved:
             # Until this run has a model, an earlier run's BASE.csv stays as it was.
@@ -309,15 +320,15 @@ class _EpochEnd:
             logger.info("epoch %d: %s", epoch + 1,
                         ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
         if (t.early_abort_epoch is not None and epoch + 1 == t.early_abort_epoch
-                and t.early_abort_loss is not None and not result["loss"] < t.early_abort_loss):
+                and t.early_abort_loss is not None and not loss < t.early_abort_loss):
             logger.warning("epoch %d: val_loss %.4g is not below early_abort_loss %.4g; aborting",
-                           epoch + 1, result["loss"], t.early_abort_loss)
+                           epoch + 1, loss, t.early_abort_loss)
             self.aborted = self.stop = True
         if self.out_of_time:
             logger.info("[training] max_minutes = %s reached; stopping", t.max_minutes)
             self.stop = True
         if self.best_epoch is not None and epoch + 1 - self.best_epoch > t.patience:
-            logger.info("no better %s for %d epochs; stopping", self.metric_key, t.patience)
+            logger.info("no better %s for %d epochs; stopping", self.select_key, t.patience)
             self.stop = True
 
     def save_interrupted(self) -> None:

@@ -8,6 +8,12 @@ the (processed) label mask, and with the binary cross-entropy of the filled
 mask against the soft target. A fill makes at most
 ``ModelConfig.validation_subv_moves`` moves: the number of move lattice
 positions whose FOV fits inside the subvolume (one by default).
+
+With ``[training] validation_fill_shape``, :class:`DenseValidation` also
+segments a box at the centre of each validation volume densely (as
+``diluvian fill`` does) and scores it by VOI, so that the model can be
+chosen by what dense segmentation will give: single-object scores do not
+see merges between objects.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from ..util import binary_crossentropy, get_function
 from ..volumes.subvolume import Subvolume
 from .data import TrainingData, center_crop, soften
 
-__all__ = ["ValidationSet", "metric_name", "score_masks"]
+__all__ = ["DenseValidation", "ValidationSet", "metric_name", "score_masks"]
 
 
 def metric_name(training_config) -> str:
@@ -79,6 +85,8 @@ class ValidationSet:
         self.subvolumes: list[Subvolume] = [data.subvolume(k, epoch=0)
                                             for k in range(data.num_samples)]
         self.names = [data.volume_name(k) for k in range(data.num_samples)]
+        self.dense = (DenseValidation(volumes, config)
+                      if t.validation_fill_shape is not None and volumes else None)
 
     def __len__(self) -> int:
         return len(self.subvolumes)
@@ -109,8 +117,14 @@ class ValidationSet:
         Returns
         -------
         dict
-            ``{'loss', 'metric', 'volumes': {name: {'loss', 'metric', 'count'}}}``.
+            ``{'loss', 'metric', 'volumes': {name: {'loss', 'metric', 'count'}}}``,
+            and ``'dense'`` (:meth:`DenseValidation.evaluate`) when set.
         """
+        if not self.subvolumes:  # validation_size = 0: only the dense box, if any
+            result = {"loss": float("nan"), "metric": float("nan"), "volumes": {}}
+            if self.dense is not None:
+                result["dense"] = self.dense.evaluate(model)
+            return result
         probs = self.fill(model, batch_size=batch_size, progress=progress)
         labels = [s.label_mask for s in self.subvolumes]
         loss, metric, losses, metrics = score_masks(labels, probs, self.config)
@@ -120,7 +134,58 @@ class ValidationSet:
             per_volume[name] = {"loss": float(np.mean([losses[i] for i in idx])),
                                 "metric": float(np.mean([metrics[i] for i in idx])),
                                 "count": len(idx)}
-        return {"loss": loss, "metric": metric, "volumes": per_volume}
+        result = {"loss": loss, "metric": metric, "volumes": per_volume}
+        if self.dense is not None:
+            result["dense"] = self.dense.evaluate(model)
+        return result
+
+
+class DenseValidation:
+    """A box at the centre of each validation volume, densely segmented and scored by VOI.
+
+    Parameters
+    ----------
+    volumes : dict of str to Volume
+        Validation partitions by name (with image and label data).
+    config : Config
+        ``[training] validation_fill_shape`` (the box, clipped to each
+        volume), ``[model]`` and ``[fill]`` (the fill) and ``random_seed``
+        (each box's seed order, stream ``'validation_fill'``).
+    """
+
+    def __init__(self, volumes, config):
+        from ..volumes.base import NdarrayVolume
+
+        self.config = config
+        shape = np.asarray(config.training.validation_fill_shape, dtype=np.int64)
+        self.boxes = {}
+        for name, volume in volumes.items():
+            size = np.minimum(shape, np.asarray(volume.shape))
+            lo = (np.asarray(volume.shape) - size) // 2
+            box = tuple(slice(int(a), int(a + n)) for a, n in zip(lo, size))
+            image = np.asarray(volume.image_data[box])
+            self.boxes[name] = (NdarrayVolume(volume.resolution, image_data=image),
+                                np.asarray(volume.label_data[box]))
+
+    def evaluate(self, model: Any) -> dict[str, float]:
+        """``val_voi`` (split + merge), ``val_voi_split``, ``val_voi_merge``: means over boxes."""
+        # Lazily: training sits below the fill engine (see the import contract).
+        from skimage.metrics import variation_of_information
+
+        from ..fill.dense import fill_volume_with_model
+        from ..util import make_rng
+
+        predictor = _single_device_predictor(model)
+        splits, merges = [], []
+        for name, (volume, truth) in self.boxes.items():
+            labels, _ = fill_volume_with_model(
+                predictor, volume, rng=make_rng(self.config.random_seed, "validation_fill", name),
+                progress=False, config=self.config)
+            split, merge = variation_of_information(truth, labels, ignore_labels=())
+            splits.append(float(split))
+            merges.append(float(merge))
+        split, merge = float(np.mean(splits)), float(np.mean(merges))
+        return {"val_voi": split + merge, "val_voi_split": split, "val_voi_merge": merge}
 
 
 def _single_device_predictor(model: Any) -> Any:
