@@ -125,11 +125,23 @@ def make_synthetic_volume(seed: int, shape=SYNTHETIC_SHAPE,
     rng = np.random.default_rng(seed)
     shape = np.asarray(shape, np.int64)
     res = np.asarray(resolution, np.float64)
-    extent_nm = shape * res
-    pts, radii, ids, n_neurons = _neurites(rng, extent_nm)
+    pts, radii, ids, _ = _neurites(rng, shape * res)
+    labels = _packed_labels(pts, radii, ids, shape, res)
+    membrane = _membranes(labels)
+    image, inverse = _cytoplasm(rng, labels)
+    image = _mitochondria(rng, image, labels, (pts, radii, ids), shape, res)
+    image = image * (1 - 0.85 * membrane) + 0.85 * 0.24 * membrane
+    # Section-to-section jitter, blur, noise.
+    image = image * rng.normal(1.0, 0.04, (shape[0], 1, 1)).astype(np.float32) \
+        + rng.normal(0.0, 0.025, (shape[0], 1, 1)).astype(np.float32)
+    image = ndimage.gaussian_filter(image, (0.3, 0.9, 0.9))
+    image += rng.normal(0, 0.03, labels.shape).astype(np.float32)
+    image = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return image, (inverse + 1).astype(np.uint64)
 
-    # Rasterise centrelines, then grow tubes of each radius, then fill the rest
-    # by nearest tube (a packing with no gaps).
+
+def _packed_labels(pts, radii, ids, shape, res) -> np.ndarray:
+    """Rasterise centrelines, grow tubes of each radius, fill the rest by nearest tube."""
     vox = np.floor(pts / res).astype(np.int64)
     keep = np.all((vox >= 0) & (vox < shape), axis=1)
     vox, radii_k, ids_k = vox[keep], radii[keep], ids[keep]
@@ -143,32 +155,39 @@ def make_synthetic_volume(seed: int, shape=SYNTHETIC_SHAPE,
     del dist
     idx = ndimage.distance_transform_edt(core == 0, sampling=res, return_distances=False,
                                          return_indices=True)
-    labels = core[tuple(idx)]
-    del idx, core, seeds, rad
+    return core[tuple(idx)]
 
-    # Membranes: darkness falls off with the physical distance to a label change.
-    def edges(axes):
-        out = np.zeros(labels.shape, bool)
-        for axis in axes:
-            diff = np.diff(labels, axis=axis) != 0
-            lo = [slice(None)] * 3
-            hi = [slice(None)] * 3
-            lo[axis] = slice(0, -1)
-            hi[axis] = slice(1, None)
-            out[tuple(lo)] |= diff
-            out[tuple(hi)] |= diff
-        return out
 
-    # In-plane membranes are sharp; where a membrane runs nearly parallel to the
-    # section (labels change along Z) it shows as a wider, fainter grey smear.
-    in_plane = edges((1, 2))
+def _edges(labels: np.ndarray, axes) -> np.ndarray:
+    """Voxels next to a label change along any of ``axes``."""
+    out = np.zeros(labels.shape, bool)
+    for axis in axes:
+        diff = np.diff(labels, axis=axis) != 0
+        lo = [slice(None)] * 3
+        hi = [slice(None)] * 3
+        lo[axis] = slice(0, -1)
+        hi[axis] = slice(1, None)
+        out[tuple(lo)] |= diff
+        out[tuple(hi)] |= diff
+    return out
+
+
+def _membranes(labels: np.ndarray) -> np.ndarray:
+    """Membrane darkness (0-1), falling off with the distance to a label change.
+
+    In-plane membranes are sharp; where a membrane runs nearly parallel to the
+    section (labels change along Z) it shows as a wider, fainter grey smear.
+    """
+    in_plane = _edges(labels, (1, 2))
     membrane = np.minimum(1.0, 2.4 * ndimage.gaussian_filter(
         in_plane.astype(np.float32), (0, 0.75, 0.75)))
-    across = ndimage.gaussian_filter(edges((0,)).astype(np.float32) * ~in_plane, (0, 0.8, 0.8))
-    membrane = np.maximum(membrane, 0.35 * across)
-    del in_plane, across
+    across = ndimage.gaussian_filter(_edges(labels, (0,)).astype(np.float32) * ~in_plane,
+                                     (0, 0.8, 0.8))
+    return np.maximum(membrane, 0.35 * across)
 
-    # Cytoplasm: per-neuron brightness plus fine texture.
+
+def _cytoplasm(rng, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-neuron brightness, fine texture and vesicle clouds; and the label index volume."""
     uniq, inverse = np.unique(labels, return_inverse=True)
     inverse = inverse.reshape(labels.shape)
     base = rng.uniform(0.62, 0.76, len(uniq)).astype(np.float32)
@@ -178,13 +197,16 @@ def make_synthetic_volume(seed: int, shape=SYNTHETIC_SHAPE,
     fine = ndimage.gaussian_filter(noise, (0.3, 1.0, 1.0))
     image += 0.35 * coarse + 0.08 * fine
     del noise, coarse, fine
-
     # Vesicle clouds in some neurons (boutons): many small dark dots.
     bouton = rng.random(len(uniq)) < 0.25
     dots = (rng.random(labels.shape) < 0.05) & bouton[inverse]
     image -= 0.35 * ndimage.gaussian_filter(dots.astype(np.float32), (0.3, 0.7, 0.7))
+    return image, inverse
 
-    # Mitochondria: dark elongated blobs inside thicker processes.
+
+def _mitochondria(rng, image, labels, neurites, shape, res) -> np.ndarray:
+    """Dark elongated blobs inside thicker processes, with a dark double membrane."""
+    pts, radii, ids = neurites
     thick = np.flatnonzero(radii > 130)
     n_mito = rng.poisson(len(thick) * 12.0 / 800.0) if len(thick) else 0
     organelle = np.zeros(labels.shape, bool)
@@ -214,16 +236,7 @@ def make_synthetic_volume(seed: int, shape=SYNTHETIC_SHAPE,
                                           (0.3, 0.7, 0.7))
         image = np.where(mito, 0.72 * image + 0.25 * cristae, image)
         image = np.where(rim, 0.3, image)
-    del organelle, mito
-
-    image = image * (1 - 0.85 * membrane) + 0.85 * 0.24 * membrane
-    # Section-to-section jitter, blur, noise.
-    image = image * rng.normal(1.0, 0.04, (shape[0], 1, 1)).astype(np.float32) \
-        + rng.normal(0.0, 0.025, (shape[0], 1, 1)).astype(np.float32)
-    image = ndimage.gaussian_filter(image, (0.3, 0.9, 0.9))
-    image += rng.normal(0, 0.03, labels.shape).astype(np.float32)
-    image = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    return image, (inverse + 1).astype(np.uint64)
+    return image
 
 
 def synthetic_volume_files(progress: bool = True) -> dict[str, Path]:
