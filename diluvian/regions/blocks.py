@@ -11,11 +11,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..util import to_float_image
+from ..util import face_margins, to_float_image
 
 __all__ = [
     "MOVES",
     "box_slices",
+    "centre_limits",
     "clip_box",
     "face_argmaxima",
     "face_maxima",
@@ -142,3 +143,33 @@ def face_argmaxima(block: np.ndarray, faces, unset: float) -> list[tuple[float, 
         idx = np.unravel_index(best, values.shape)
         out.append((float(vmax), tuple(int(sl.start) + int(i) for sl, i in zip(face, idx))))
     return out
+
+
+def centre_limits(shape, move_margin=None, inset_margin=None):
+    """Where a region's FOV centres may lie, from its ``move_margin`` and ``inset_margin``.
+
+    Returns
+    -------
+    move_margin : tuple
+        As given (one triple, or a ``(before, after)`` pair of triples).
+    centre_lo, centre_hi : tuple of int
+        Centres must lie in ``[centre_lo, centre_hi)`` (the move margin).
+    inset_margin : tuple or None
+        As given.
+    inset : tuple of (int, int) per axis, or None
+        Allowed centre range ``[lo, hi]`` per axis inside the inset margin; an
+        axis shorter than both margins has one centre, its middle.
+    """
+    given = (0, 0, 0) if move_margin is None else move_margin
+    before, after = face_margins(given, "move_margin").tolist()
+    margin = tuple(before) if np.ndim(given) == 1 else (tuple(before), tuple(after))
+    centre_lo = tuple(before)
+    centre_hi = tuple(n - m for n, m in zip(shape, after))
+    if inset_margin is None:
+        return margin, centre_lo, centre_hi, None, None
+    ins_before, ins_after = face_margins(inset_margin, "inset_margin").tolist()
+    inset_given = (tuple(ins_before) if np.ndim(inset_margin) == 1
+                   else (tuple(ins_before), tuple(ins_after)))
+    inset = tuple((lo, n - 1 - hi) if n - 1 - hi >= lo else (n // 2, n // 2)
+                  for lo, hi, n in zip(ins_before, ins_after, shape))
+    return margin, centre_lo, centre_hi, inset_given, inset

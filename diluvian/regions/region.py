@@ -24,10 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from ..util import DiluvianError, face_margins
+from ..util import DiluvianError
 from .blocks import (
     MOVES,
     box_slices,
+    centre_limits,
     clip_box,
     face_maxima,
     move_check_faces,
@@ -168,12 +169,56 @@ class Region(RegionFillMixin, RegionCompatMixin):
             from ..config import CONFIG
 
             model_config = CONFIG.model
-        self.model_config = model_config
         shape = tuple(int(s) for s in image.shape)
         if len(shape) != 3:
             raise DiluvianError(f"region image must be 3D (Z, Y, X), got shape {list(shape)}")
         self.image = image
         self.shape = shape
+        policy_class = self._read_model_config(model_config)
+        self.block_padding = "reflect" if block_padding is None else block_padding
+        if self.block_padding not in ("reflect", "constant"):
+            raise DiluvianError(
+                f"block_padding = {block_padding!r} is invalid: expected 'reflect' or 'constant'")
+        self.rng = rng if rng is not None else np.random.default_rng(0)
+        if blocked is not None and tuple(int(s) for s in blocked.shape) != shape:
+            raise DiluvianError(f"blocked voxels shape {list(blocked.shape)} differs from image "
+                                f"shape {list(shape)}")
+        self.blocked = blocked
+        (self.move_margin, self._centre_lo, self._centre_hi, self.inset_margin,
+         self._inset) = centre_limits(shape, move_margin, inset_margin)
+        self.stop_weak_seed = bool(stop_weak_seed)
+        self.seed_weak = False
+        self.skip_certain = bool(skip_certain)
+
+        seed = np.array(shape) // 2 if seed_vox is None else np.asarray(seed_vox)
+        seed = seed.astype(np.int64).reshape(3)
+        if np.any(seed < 0) or np.any(seed >= shape):
+            raise DiluvianError(
+                f"seed voxel {seed.tolist()} lies outside the volume of shape {list(shape)}")
+        self.seed_vox = seed
+        self._seed = tuple(int(s) for s in seed)
+
+        self.target = None if target is None else self._fit_target(target)
+        self.sparse_mask = bool(sparse_mask)
+        self._init_mask(mask)
+
+        # Geometry precomputed once, as Python ints.
+        self._in_half = tuple(s // 2 for s in self.input_fov_shape)
+        self._face_cache: dict[tuple[int, ...], list[tuple[slice, ...]]] = {}  # (*shape, thickness)
+
+        self.policy: MovePolicy = policy_class(self)  # queues the seed
+        self._in_flight = 0
+        self.num_moves = 0
+        self.num_skipped = 0
+        self.num_blocked = 0
+        self.num_certain = 0
+        self.stopped = False
+        self.early_termination = False
+        self.last_center_vox: tuple[int, int, int] | None = None
+
+    def _read_model_config(self, model_config):
+        """FOVs, thresholds and move settings of ``model_config``; the move policy class."""
+        self.model_config = model_config
         self.input_fov_shape = tuple(int(s) for s in model_config.input_fov_shape)
         self.output_fov_shape = tuple(int(s) for s in model_config.output_fov_shape)
         self.move_step = np.asarray(model_config.move_step, dtype=np.int64).copy()
@@ -190,47 +235,11 @@ class Region(RegionFillMixin, RegionCompatMixin):
                 "'proximity' or 'random'")
         self.move_recheck = bool(model_config.move_recheck)
         self.move_policy = str(getattr(model_config, "move_policy", "lattice"))
-        policy_class = move_policy_class(self.move_policy)
-        self.block_padding = "reflect" if block_padding is None else block_padding
-        if self.block_padding not in ("reflect", "constant"):
-            raise DiluvianError(
-                f"block_padding = {block_padding!r} is invalid: expected 'reflect' or 'constant'")
-        self.rng = rng if rng is not None else np.random.default_rng(0)
-        if blocked is not None and tuple(int(s) for s in blocked.shape) != shape:
-            raise DiluvianError(f"blocked voxels shape {list(blocked.shape)} differs from image "
-                                f"shape {list(shape)}")
-        self.blocked = blocked
-        given = (0, 0, 0) if move_margin is None else move_margin
-        before, after = face_margins(given, "move_margin").tolist()
-        self.move_margin = (tuple(before) if np.ndim(given) == 1
-                            else (tuple(before), tuple(after)))
-        self._centre_lo = tuple(before)
-        self._centre_hi = tuple(n - m for n, m in zip(shape, after))
-        self.inset_margin = None
-        self._inset: tuple[tuple[int, int], ...] | None = None
-        if inset_margin is not None:
-            ins_before, ins_after = face_margins(inset_margin, "inset_margin").tolist()
-            self.inset_margin = (tuple(ins_before) if np.ndim(inset_margin) == 1
-                                 else (tuple(ins_before), tuple(ins_after)))
-            # Allowed centres per axis; an axis shorter than both margins has
-            # one, its middle.
-            self._inset = tuple((lo, n - 1 - hi) if n - 1 - hi >= lo else (n // 2, n // 2)
-                                for lo, hi, n in zip(ins_before, ins_after, shape))
-        self.stop_weak_seed = bool(stop_weak_seed)
-        self.seed_weak = False
-        self.skip_certain = bool(skip_certain)
+        return move_policy_class(self.move_policy)
 
-        seed = np.array(shape) // 2 if seed_vox is None else np.asarray(seed_vox)
-        seed = seed.astype(np.int64).reshape(3)
-        if np.any(seed < 0) or np.any(seed >= shape):
-            raise DiluvianError(
-                f"seed voxel {seed.tolist()} lies outside the volume of shape {list(shape)}")
-        self.seed_vox = seed
-        self._seed = tuple(int(s) for s in seed)
-
-        self.target = None if target is None else self._fit_target(target)
-
-        self.sparse_mask = bool(sparse_mask)
+    def _init_mask(self, mask) -> None:
+        """The region's mask (empty, or ``mask``), its bounding box, and the seed set to v_true."""
+        shape = self.shape
         if mask is None:
             self.mask = self._empty_mask()
             self._bbox_lo = list(self._seed)
@@ -248,20 +257,6 @@ class Region(RegionFillMixin, RegionCompatMixin):
             self._bbox_hi = list(shape)
         seed_sl = box_slices(self._seed, [s + 1 for s in self._seed])
         self.mask[seed_sl] = np.full((1, 1, 1), self.v_true, dtype=np.float32)
-
-        # Geometry precomputed once, as Python ints.
-        self._in_half = tuple(s // 2 for s in self.input_fov_shape)
-        self._face_cache: dict[tuple[int, ...], list[tuple[slice, ...]]] = {}  # (*shape, thickness)
-
-        self.policy: MovePolicy = policy_class(self)  # queues the seed
-        self._in_flight = 0
-        self.num_moves = 0
-        self.num_skipped = 0
-        self.num_blocked = 0
-        self.num_certain = 0
-        self.stopped = False
-        self.early_termination = False
-        self.last_center_vox: tuple[int, int, int] | None = None
 
     # ------------------------------------------------------------------
     # Construction helpers
