@@ -322,20 +322,14 @@ def main(argv=None) -> int:
                         help="Only (f): fill and bare-model FOVs/s at each move_batch_size N "
                         "on FFN's 96^3 crop.")
     args = parser.parse_args(argv)
-    if args.batch_sweep:
-        if not (FIB25.exists() and Path(str(CHECKPOINT) + ".index").exists()):
-            print("(f) skipped: ../shared is not available")
+    for part, run, what in (("(f)", batch_sweep, args.batch_sweep),
+                            ("(e)", policy_table, args.policies)):
+        if what:  # only this part
+            if not (FIB25.exists() and Path(str(CHECKPOINT) + ".index").exists()):
+                print(f"{part} skipped: ../shared is not available")
+            else:
+                run(Path(tempfile.mkdtemp(prefix="bench_fill.")), what, args.dtype_policy)
             return 0
-        batch_sweep(Path(tempfile.mkdtemp(prefix="bench_fill.")), args.batch_sweep,
-                    args.dtype_policy)
-        return 0
-    if args.policies:
-        if not (FIB25.exists() and Path(str(CHECKPOINT) + ".index").exists()):
-            print("(e) skipped: ../shared is not available")
-            return 0
-        policy_table(Path(tempfile.mkdtemp(prefix="bench_fill.")), args.policies,
-                     args.dtype_policy)
-        return 0
 
     from diluvian.preprocessing import make_seeds
     from diluvian.util import to_float_image
