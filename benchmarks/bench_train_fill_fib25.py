@@ -136,20 +136,15 @@ def fill_and_score(work: Path, tag: str, model: Path, test_toml: Path, res: Path
     entry = tomllib.loads(pred_toml.read_text())["dataset"][0]
     result = score(work, test_toml, pred_toml, entry["name"], res)
     result["fill_seconds"] = seconds
-    result["evaluations"] = fill_evaluations(pred_toml.parent / entry["hdf5_file"])
+    result["evaluations"] = fill_evaluations(pred_toml)
     return result
 
 
-def fill_evaluations(hdf5: Path) -> int | None:
+def fill_evaluations(pred_toml: Path) -> int:
     """Network evaluations of a ``diluvian fill`` output (its FillStats ``moves``)."""
-    import h5py
+    from diluvian.fill.state import read_fill_checkpoint
 
-    from diluvian.fill.state import STATE_GROUP
-
-    with h5py.File(hdf5, "r") as f:
-        if STATE_GROUP not in f:
-            return None
-        return int(json.loads(f[STATE_GROUP].attrs["state"])["stats"]["moves"])
+    return int(read_fill_checkpoint(pred_toml)[1].stats.moves)
 
 
 def figures(result: dict) -> tuple[float, float, float]:

@@ -438,7 +438,7 @@ def test_blockwise_fill_command_on_worker_processes_resumes_identically(tmp_path
     # so the per-worker model cache can be inspected) refills the rest identically.
     import zarr
 
-    from diluvian.blockwise import run
+    from diluvian.blockwise import workers
 
     group = zarr.open_group(str(store), mode="r+")
     state = dict(group.attrs[STATE_ATTR])
@@ -447,10 +447,10 @@ def test_blockwise_fill_command_on_worker_processes_resumes_identically(tmp_path
     flags = np.zeros(group[FINISHED].shape, dtype=np.uint8)
     flags.flat[0] = 1
     group[FINISHED][...] = flags
-    run._MODELS.clear()
+    workers._MODELS.clear()
     fill_volumes_blockwise(tiny_model, {"blobs": volume}, out, processes=False, **kwargs)
     assert np.array_equal(read_labels(store), first)
-    loaded = [key for key in run._MODELS if key[1] == str(tiny_model.resolve())]
+    loaded = [key for key in workers._MODELS if key[1] == str(tiny_model.resolve())]
     assert 1 <= len(loaded) <= 2  # once per worker, although 7 blocks were filled
 
 

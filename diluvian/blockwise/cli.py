@@ -10,8 +10,9 @@ import numpy as np
 
 from ..util import DiluvianError, atomic_output
 from .layout import BlockLayout
-from .run import dask_client, fill_volume_blockwise
+from .run import fill_volume_blockwise
 from .store import LABELS
+from .workers import dask_client
 
 __all__ = ["fill_volumes_blockwise", "store_path", "write_store_hdf5"]
 

@@ -60,7 +60,7 @@ from .store import (
     finished_blocks,
     read_labels,
 )
-from .workers import _MODELS, _local_tf_threads, dask_client, worker_model  # noqa: F401
+from .workers import _local_tf_threads, dask_client, run_tasks, worker_model
 
 # The store's names are re-exported here, where they used to live.
 __all__ = ["LABELS", "SCRATCH", "STATE_ATTR", "BlockwiseResult", "dask_client",
@@ -74,8 +74,6 @@ FILL_OPTIONS = ("seed_generator", "shuffle_seeds", "ignore_mask", "bias", "move_
                 "max_moves", "remask_interval", "reject_early_termination")
 #: Settings that must match for a store to be resumed.
 _LAYOUT_KEYS = ("shape", "block_shape", "block_overlap")
-
-
 
 
 @dataclass
@@ -207,7 +205,7 @@ def fill_block(volume, job: BlockJob, index) -> dict:
     labels, stats = fills[0]
     if job.consensus:
         labels = consensus_labels(labels, fills[1][0], int(options.min_body_size))
-        _add_stats(stats, fills[1][1])
+        stats = _sum_stats({0: asdict(stats), 1: asdict(fills[1][1])})
         stats.bodies = int(labels.max()) if labels.size else 0
     # Bodies may reach into the context; count only the block's own box.
     stats.labelled_voxels = int(np.count_nonzero(labels))
@@ -221,14 +219,6 @@ def fill_block(volume, job: BlockJob, index) -> dict:
     slot[inner] = np.where(labels != 0, labels.astype(np.uint64) | offset, np.uint64(0))
     _open(job.store, SCRATCH)[layout.slot_slices(block)] = slot
     return asdict(stats)
-
-
-def _add_stats(total, more) -> None:
-    """Add the counts of one block fill's FillStats to another's."""
-    for f in dataclasses.fields(total):
-        value = getattr(total, f.name)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            setattr(total, f.name, value + getattr(more, f.name))
 
 
 def reconcile_block(store, layout: BlockLayout, index, threshold: float,
@@ -272,28 +262,6 @@ def relabel_block(store, layout: BlockLayout, index, keys: np.ndarray,
 # --------------------------------------------------------------------------
 # Client side
 # --------------------------------------------------------------------------
-
-
-def _run(client, futures, desc: str, progress: bool, on_done=None) -> list:
-    """Wait for ``futures`` in completion order; cancel the rest on the first failure."""
-    from dask.distributed import as_completed
-    from tqdm.auto import tqdm
-
-    results = [None] * len(futures)
-    where = {f.key: i for i, f in enumerate(futures)}
-    with tqdm(total=len(futures), desc=desc, unit="block", disable=not progress,
-              dynamic_ncols=True) as bar:
-        try:
-            for fut in as_completed(futures):
-                i = where[fut.key]
-                results[i] = fut.result()
-                if on_done is not None:
-                    on_done(i, results[i])
-                bar.update(1)
-        except BaseException:
-            client.cancel(futures)
-            raise
-    return results
 
 
 def fill_volume_blockwise(  # noqa: PLR0913 - the documented public signature
@@ -476,7 +444,7 @@ class _Tasks:
         futures = [c.submit(function, *args_of(item),
                             key=f"diluvian-{function.__name__}-{item.key}-{self.run_id}",
                             retries=self.retries, pure=False) for item in items]
-        return _run(c, futures, desc, self.progress, on_done)
+        return run_tasks(c, futures, desc, self.progress, on_done)
 
 
 def _fill_blocks(tasks: _Tasks, volume, job: BlockJob, group, state: dict) -> int:

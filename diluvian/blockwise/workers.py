@@ -1,7 +1,8 @@
 """The Dask side of a blockwise fill: the client, and each worker's cached model.
 
-A :func:`dask_client` serves a whole ``diluvian fill --block-shape`` run;
-:func:`worker_model` loads a model file once per worker (and dtype policy)
+A :func:`dask_client` serves a whole ``diluvian fill --block-shape`` run
+(and ``diluvian agglomerate`` on Dask); :func:`run_tasks` waits for its
+tasks; :func:`worker_model` loads a model file once per worker (and dtype policy)
 and keeps it for every block task that worker runs.
 """
 
@@ -17,7 +18,7 @@ from typing import Any
 
 from ..util import DiluvianError
 
-__all__ = ["dask_client", "worker_model"]
+__all__ = ["dask_client", "run_tasks", "worker_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -118,3 +119,30 @@ def _local_tf_threads(client) -> int | None:
         return None
     n = max(1, len(client.scheduler_info().get("workers", {})))
     return max(1, (os.cpu_count() or 1) // n)
+
+
+def run_tasks(client, futures, desc: str, progress: bool, on_done=None,
+              unit: str = "block") -> list:
+    """Wait for ``futures`` in completion order; cancel the rest on the first failure.
+
+    Returns the results in the order of ``futures``; ``on_done(i, result)``
+    is called as each one lands.
+    """
+    from dask.distributed import as_completed
+    from tqdm.auto import tqdm
+
+    results = [None] * len(futures)
+    where = {f.key: i for i, f in enumerate(futures)}
+    with tqdm(total=len(futures), desc=desc, unit=unit, disable=not progress,
+              dynamic_ncols=True) as bar:
+        try:
+            for fut in as_completed(futures):
+                i = where[fut.key]
+                results[i] = fut.result()
+                if on_done is not None:
+                    on_done(i, results[i])
+                bar.update(1)
+        except BaseException:
+            client.cancel(futures)
+            raise
+    return results

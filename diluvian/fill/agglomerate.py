@@ -240,10 +240,7 @@ def _score_task(model, network_config, dtype_policy, tf_threads, crops, options,
 
 def _score_on_dask(client, model, crops, options, config, progress) -> dict:
     """:func:`score_pairs` of ``crops`` split into tasks of ``options.pairs_per_task`` pairs."""
-    from dask.distributed import as_completed
-    from tqdm.auto import tqdm
-
-    from ..blockwise.workers import _local_tf_threads
+    from ..blockwise.workers import _local_tf_threads, run_tasks
 
     crops = list(crops)
     step = options.pairs_per_task
@@ -251,11 +248,8 @@ def _score_on_dask(client, model, crops, options, config, progress) -> dict:
     futures = [client.submit(_score_task, *args, crops[i:i + step], options, config,
                              pure=False) for i in range(0, len(crops), step)]
     scores = {}
-    with tqdm(total=len(crops), desc="agglomerate pairs", disable=not progress) as bar:
-        for future in as_completed(futures):
-            part = future.result()
-            scores.update(part)
-            bar.update(len(part))
+    for part in run_tasks(client, futures, "agglomerate", progress, unit="task"):
+        scores.update(part)
     return scores
 
 

@@ -206,11 +206,13 @@ class _EpochEnd:
         self.saved = False
         #: The history column the model is chosen by (``val_voi`` with a dense validation).
         self.select_key = self.metric_key
+        #: Whether nothing is validated (validation_size = 0, no dense box).
+        self.by_training_loss = False
         if getattr(validation, "dense", None) is not None:
             self.select_key, self.mode = "val_voi", "min"
         elif not len(validation):
             self.metric_key = self.select_key = "val_loss"
-            self.mode = "min"
+            self.mode, self.by_training_loss = "min", True
             logger.warning("[training] validation_size = 0 (or no validation data): the model "
                            "is chosen by its training loss")
 
@@ -239,7 +241,7 @@ class _EpochEnd:
         it started from: BASE.keras stays the starting model until an epoch
         beats it.
         """
-        if not len(self.validation) and self.select_key != "val_voi":
+        if self.by_training_loss:
             return
         logs = {"loss": math.nan}
         value, loss = self._validate(logs)
@@ -252,13 +254,12 @@ class _EpochEnd:
 
     def _validate(self, logs: dict[str, Any]) -> tuple[float, float]:
         """Validate the model into ``logs``; the value it is chosen by and the validation loss."""
-        if len(self.validation) or self.select_key == "val_voi":
-            result = self.validation.evaluate(self.model,
-                                              batch_size=self.config.training.batch_size)
-        else:
-            # validation_size = 0: the model is chosen by its training loss.
+        if self.by_training_loss:
             loss = float(logs.get("loss", math.nan))
             result = {"loss": loss, "metric": loss}
+        else:
+            result = self.validation.evaluate(self.model,
+                                              batch_size=self.config.training.batch_size)
         logs["val_loss"] = result["loss"]
         logs[self.metric_key] = result["metric"]
         logs.update(result.get("dense", {}))
@@ -269,7 +270,7 @@ class _EpochEnd:
         if self.saved or self.last_weights is None:
             return
         logger.warning("no epoch had a finite %s; saving the last epoch's model as %s",
-                       self.metric_key, _suffixed(self.base, ".keras"))
+                       self.select_key, _suffixed(self.base, ".keras"))
         self.model.set_weights(self.last_weights)
         self.best_epoch = self.history[-1]["epoch"]
         self._save_best()

@@ -120,11 +120,15 @@ class ValidationSet:
             ``{'loss', 'metric', 'volumes': {name: {'loss', 'metric', 'count'}}}``,
             and ``'dense'`` (:meth:`DenseValidation.evaluate`) when set.
         """
+        result = self._score_objects(model, batch_size, progress)
+        if self.dense is not None:
+            result["dense"] = self.dense.evaluate(model)
+        return result
+
+    def _score_objects(self, model: Any, batch_size: int, progress: bool) -> dict[str, Any]:
+        """Loss and metric of the seeded subvolumes, overall and per volume (NaN if none)."""
         if not self.subvolumes:  # validation_size = 0: only the dense box, if any
-            result = {"loss": float("nan"), "metric": float("nan"), "volumes": {}}
-            if self.dense is not None:
-                result["dense"] = self.dense.evaluate(model)
-            return result
+            return {"loss": float("nan"), "metric": float("nan"), "volumes": {}}
         probs = self.fill(model, batch_size=batch_size, progress=progress)
         labels = [s.label_mask for s in self.subvolumes]
         loss, metric, losses, metrics = score_masks(labels, probs, self.config)
@@ -134,10 +138,7 @@ class ValidationSet:
             per_volume[name] = {"loss": float(np.mean([losses[i] for i in idx])),
                                 "metric": float(np.mean([metrics[i] for i in idx])),
                                 "count": len(idx)}
-        result = {"loss": loss, "metric": metric, "volumes": per_volume}
-        if self.dense is not None:
-            result["dense"] = self.dense.evaluate(model)
-        return result
+        return {"loss": loss, "metric": metric, "volumes": per_volume}
 
 
 class DenseValidation:
