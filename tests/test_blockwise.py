@@ -365,6 +365,24 @@ def test_bad_reconcile_and_thread_settings_are_refused(tmp_path, bad, key):
     assert not (tmp_path / "o.zarr").exists()
 
 
+def test_options_value_equals_keywords(tmp_path, thread_client, dense_seeds):
+    """One BlockwiseOptions value fills exactly as the same settings given as keywords,
+    and a keyword replaces its field; a misspelt keyword is refused."""
+    from diluvian.blockwise import BlockwiseOptions
+
+    by_keywords = run_blockwise(tmp_path / "k.zarr", thread_client, dense_seeds)
+    opts = BlockwiseOptions(block_shape=(8, 16, 16), block_overlap=(9, 9, 9),
+                            fill_options=dense_seeds, progress=False)
+    by_value = fill_volume_blockwise(exact_oracle, volume_of(crossing_labels()),
+                                     tmp_path / "v.zarr", opts, block_overlap=(2, 4, 4),
+                                     client=thread_client, config=small_config())
+    assert by_value.objects == by_keywords.objects and by_value.merges == by_keywords.merges
+    np.testing.assert_array_equal(read_labels(by_value.store), read_labels(by_keywords.store))
+    with pytest.raises(TypeError, match="block_shap"):
+        fill_volume_blockwise(exact_oracle, volume_of(crossing_labels()), tmp_path / "x.zarr",
+                              block_shap=(8, 8, 8), config=small_config())
+
+
 def test_store_exports_to_hdf5_and_dataset_toml(tmp_path, thread_client, dense_seeds):
     result = run_blockwise(tmp_path / "out.zarr", thread_client, dense_seeds)
     volume = volume_of(crossing_labels())

@@ -334,6 +334,8 @@ def test_packaged_fine_tuning_recipe_keeps_to_ffns_own_augmentations():
     assert not t.augment_noise and not t.augment_contrast and not t.augment_missing_data
     assert list(t.augment_mirrors) and list(t.augment_permute_axes)
     assert t.max_minutes == 30
+    # Chosen by a densely filled box big enough to rank models as the test half does.
+    assert list(t.validation_fill_shape) == [96, 96, 96]
 
 
 # ---------------------------------------------------- dense validation (val_voi)

@@ -63,8 +63,8 @@ from .store import (
 from .workers import _local_tf_threads, dask_client, run_tasks, worker_model
 
 # The store's names are re-exported here, where they used to live.
-__all__ = ["LABELS", "SCRATCH", "STATE_ATTR", "BlockwiseResult", "dask_client",
-           "fill_volume_blockwise", "read_labels"]
+__all__ = ["LABELS", "SCRATCH", "STATE_ATTR", "BlockwiseOptions", "BlockwiseResult",
+           "dask_client", "fill_volume_blockwise", "read_labels"]
 
 logger = logging.getLogger(__name__)
 
@@ -264,27 +264,91 @@ def relabel_block(store, layout: BlockLayout, index, keys: np.ndarray,
 # --------------------------------------------------------------------------
 
 
-def fill_volume_blockwise(  # noqa: PLR0913 - the documented public signature
-    model,
-    volume,
-    output,
-    *,
-    block_shape=None,
-    block_overlap=None,
-    reconcile_threshold: float | None = None,
-    reconcile_min_voxels: int | None = None,
-    scheduler: str | None = None,
-    workers: int | None = None,
-    processes: bool = True,
-    client=None,
-    retries: int = 2,
-    tf_threads: int | None = None,
-    fill_options: dict | None = None,
-    seed_stream: tuple = (),
-    progress: bool = True,
-    config=None,
-    consensus: bool = False,
-) -> BlockwiseResult:
+@dataclass(frozen=True)
+class BlockwiseOptions:
+    """How :func:`fill_volume_blockwise` splits, runs and reconciles a fill.
+
+    Every field may also be given to :func:`fill_volume_blockwise` as a
+    keyword. ``None`` means the ``[fill]`` setting of the configuration.
+
+    Attributes
+    ----------
+    block_shape, block_overlap : sequence of 3 int, optional
+        Core shape and margin (Z, Y, X voxels); default ``[fill]``
+        ``block_shape`` and ``block_overlap``.
+    reconcile_threshold : float, optional
+        Default ``[fill] reconcile_threshold``; in ``(0, 1]``.
+    reconcile_min_voxels : int, optional
+        Default ``[fill] reconcile_min_voxels``; at least 1. Changing only
+        the reconciliation settings of an existing store reconciles its
+        finished fills again without refilling a block.
+    scheduler : str, optional
+        ``tcp://HOST:PORT`` of a Dask scheduler; default a ``LocalCluster``
+        with ``workers`` workers (one thread each; default: CPU cores).
+    workers : int, optional
+        Workers of the ``LocalCluster``.
+    processes : bool
+        LocalCluster workers as processes (false: threads).
+    retries : int
+        Dask retries of a failed block task (a worker dying loses only its block).
+    tf_threads : int, optional
+        TensorFlow intra- and inter-op threads of each worker's model
+        (applied when a worker first loads it). Default: the workers of a
+        ``LocalCluster`` share this machine's cores (cores // workers); the
+        workers of a remote scheduler keep TensorFlow's own default.
+    fill_options : dict, optional
+        Keyword arguments of :func:`~diluvian.fill.fill_volume_with_model`
+        among :data:`FILL_OPTIONS`.
+    seed_stream : tuple
+        Extra random stream keys (e.g. the volume name): blocks order their
+        seeds with ``make_rng(random_seed, 'fill_seeds', *seed_stream)`` and
+        their global positions, as a single-process fill of the whole volume
+        with that stream does (see ``seed_origin`` of
+        :func:`~diluvian.fill.fill_volume_with_model`).
+    progress : bool
+        Progress bars and the dashboard address.
+    consensus : bool
+        Fill every block in two seed orders and keep their consensus
+        (``diluvian consensus --block-shape``; see :class:`BlockJob`). A
+        store remembers it: it resumes only with the same choice.
+    """
+
+    block_shape: Any = None
+    block_overlap: Any = None
+    reconcile_threshold: float | None = None
+    reconcile_min_voxels: int | None = None
+    scheduler: str | None = None
+    workers: int | None = None
+    processes: bool = True
+    retries: int = 2
+    tf_threads: int | None = None
+    fill_options: dict | None = None
+    seed_stream: tuple = ()
+    progress: bool = True
+    consensus: bool = False
+
+
+def _block_settings(opts: BlockwiseOptions, config) -> tuple:
+    """Block shape, overlap, reconcile threshold and minimum voxels (``[fill]`` if unset)."""
+    block_shape = config.fill.block_shape if opts.block_shape is None else opts.block_shape
+    if block_shape is None:
+        raise DiluvianError("blockwise filling needs [fill] block_shape or --block-shape")
+    block_overlap = (config.fill.block_overlap if opts.block_overlap is None
+                     else opts.block_overlap)
+    threshold = float(config.fill.reconcile_threshold if opts.reconcile_threshold is None
+                      else opts.reconcile_threshold)
+    if not 0.0 < threshold <= 1.0:
+        raise DiluvianError(f"[fill] reconcile_threshold = {threshold}: expected a fraction in "
+                            "(0, 1]")
+    min_voxels = int(config.fill.reconcile_min_voxels if opts.reconcile_min_voxels is None
+                     else opts.reconcile_min_voxels)
+    if min_voxels < 1:
+        raise DiluvianError(f"[fill] reconcile_min_voxels = {min_voxels}: expected at least 1")
+    return block_shape, block_overlap, threshold, min_voxels
+
+
+def fill_volume_blockwise(model, volume, output, options: BlockwiseOptions | None = None, *,
+                          client=None, config=None, **keywords) -> BlockwiseResult:
     """Densely fill a volume block by block on Dask; reconcile IDs into one zarr label array.
 
     Each block (core ``block_shape`` plus ``block_overlap`` on each side,
@@ -313,46 +377,14 @@ def fill_volume_blockwise(  # noqa: PLR0913 - the documented public signature
         and each block task reads only its box.
     output : str or path-like
         Zarr store (folder) to create, or to resume when it exists.
-    block_shape, block_overlap : sequence of 3 int, optional
-        Core shape and margin (Z, Y, X voxels); default ``[fill]``
-        ``block_shape`` and ``block_overlap``.
-    reconcile_threshold : float, optional
-        Default ``[fill] reconcile_threshold``; in ``(0, 1]``.
-    reconcile_min_voxels : int, optional
-        Default ``[fill] reconcile_min_voxels``; at least 1. Changing only
-        the reconciliation settings of an existing store reconciles its
-        finished fills again without refilling a block.
-    scheduler : str, optional
-        ``tcp://HOST:PORT`` of a Dask scheduler; default a ``LocalCluster``
-        with ``workers`` workers (one thread each; default: CPU cores).
-    processes : bool
-        LocalCluster workers as processes (false: threads).
+    options : BlockwiseOptions, optional
+        Block, reconciliation and Dask settings. ``keywords``, named as the
+        fields of :class:`BlockwiseOptions` (``block_shape=...``,
+        ``workers=...``), replace its fields.
     client : dask.distributed.Client, optional
-        Use this client instead (``scheduler``/``workers`` are then ignored).
-    retries : int
-        Dask retries of a failed block task (a worker dying loses only its block).
-    tf_threads : int, optional
-        TensorFlow intra- and inter-op threads of each worker's model
-        (applied when a worker first loads it). Default: the workers of a
-        ``LocalCluster`` share this machine's cores (cores // workers); the
-        workers of a remote scheduler keep TensorFlow's own default.
-    fill_options : dict, optional
-        Keyword arguments of :func:`~diluvian.fill.fill_volume_with_model`
-        among :data:`FILL_OPTIONS`.
-    seed_stream : tuple
-        Extra random stream keys (e.g. the volume name): blocks order their
-        seeds with ``make_rng(random_seed, 'fill_seeds', *seed_stream)`` and
-        their global positions, as a single-process fill of the whole volume
-        with that stream does (see ``seed_origin`` of
-        :func:`~diluvian.fill.fill_volume_with_model`).
-    progress : bool
-        Progress bars and the dashboard address.
+        Use this client instead (``scheduler`` and ``workers`` are then ignored).
     config : Config, optional
         Defaults to :data:`diluvian.config.CONFIG`; not modified.
-    consensus : bool
-        Fill every block in two seed orders and keep their consensus
-        (``diluvian consensus --block-shape``; see :class:`BlockJob`). A
-        store remembers it: it resumes only with the same choice.
 
     Returns
     -------
@@ -363,12 +395,15 @@ def fill_volume_blockwise(  # noqa: PLR0913 - the documented public signature
     DiluvianError
         For bad block settings, unknown fill options, or an existing store
         made with other settings.
+    TypeError
+        For a keyword that is not a field of :class:`BlockwiseOptions`.
     """
     if config is None:
         from ..config import CONFIG as config
     config = copy.deepcopy(config)
     t_start = time.perf_counter()
-    fill_options = dict(fill_options or {})
+    opts = dataclasses.replace(options or BlockwiseOptions(), **keywords)
+    fill_options = dict(opts.fill_options or {})
     unknown = sorted(set(fill_options) - set(FILL_OPTIONS))
     if unknown:
         raise DiluvianError(f"unknown blockwise fill option(s) {', '.join(unknown)}; expected "
@@ -379,42 +414,29 @@ def fill_volume_blockwise(  # noqa: PLR0913 - the documented public signature
         apply_model_settings(config, read_model_settings(model), source=str(model))
         model = str(Path(model).resolve())
     # Blocks write local ids (0: background) and keep no checkpoints of their own.
-    options = FillOptions.from_config(config, **fill_options, background_label_id=0,
-                                      checkpoint_interval=0)
-    if block_shape is None:
-        block_shape = config.fill.block_shape
-    if block_shape is None:
-        raise DiluvianError("blockwise filling needs [fill] block_shape or --block-shape")
-    if block_overlap is None:
-        block_overlap = config.fill.block_overlap
-    threshold = float(config.fill.reconcile_threshold if reconcile_threshold is None
-                      else reconcile_threshold)
-    if not 0.0 < threshold <= 1.0:
-        raise DiluvianError(f"[fill] reconcile_threshold = {threshold}: expected a fraction in "
-                            "(0, 1]")
-    min_voxels = int(config.fill.reconcile_min_voxels if reconcile_min_voxels is None
-                     else reconcile_min_voxels)
-    if min_voxels < 1:
-        raise DiluvianError(f"[fill] reconcile_min_voxels = {min_voxels}: expected at least 1")
-    if tf_threads is not None and int(tf_threads) < 1:
-        raise DiluvianError(f"tf_threads = {tf_threads}: expected at least 1")
+    block_fill = FillOptions.from_config(config, **fill_options, background_label_id=0,
+                                         checkpoint_interval=0)
+    block_shape, block_overlap, threshold, min_voxels = _block_settings(opts, config)
+    if opts.tf_threads is not None and int(opts.tf_threads) < 1:
+        raise DiluvianError(f"tf_threads = {opts.tf_threads}: expected at least 1")
     if volume.image_data is None:
         raise DiluvianError(f"{volume!r} has no image data to fill")
     layout = BlockLayout(volume.shape, block_shape, block_overlap)
     path = Path(output)
-    stored_options = {**fill_options, "consensus": True} if consensus else fill_options
+    stored_options = {**fill_options, "consensus": True} if opts.consensus else fill_options
     settings = _store_settings(layout, volume.resolution, threshold, min_voxels, model,
-                               stored_options, seed_stream, config.random_seed)
+                               stored_options, opts.seed_stream, config.random_seed)
     group, state = _open_store(path, layout, settings)
     result = BlockwiseResult(store=path, blocks=len(layout))
     if not state["complete"]:
-        job = BlockJob(str(path), layout, model, options, config.network,
-                       str(config.fill.dtype_policy), tf_threads, tuple(seed_stream),
-                       consensus=bool(consensus))
+        job = BlockJob(str(path), layout, model, block_fill, config.network,
+                       str(config.fill.dtype_policy), opts.tf_threads, tuple(opts.seed_stream),
+                       consensus=bool(opts.consensus))
         ctx = contextlib.nullcontext(client) if client is not None else \
-            dask_client(scheduler, workers, processes=processes, progress=progress)
+            dask_client(opts.scheduler, opts.workers, processes=opts.processes,
+                        progress=opts.progress)
         with ctx as c:
-            tasks = _Tasks(c, uuid.uuid4().hex[:8], retries, progress)
+            tasks = _Tasks(c, uuid.uuid4().hex[:8], opts.retries, opts.progress)
             result.filled_blocks = _fill_blocks(tasks, volume, job, group, state)
             state["objects"], state["merges"] = _reconcile(tasks, job, threshold, min_voxels)
         state["complete"] = True
