@@ -15,7 +15,9 @@ truth against itself (the ERL upper bound). Columns: VOI split / merge and
 adapted Rand error (skimage.metrics, every voxel counted), ERL in nm (FFN
 paper's definition, strict merge rule, on ground-truth skeletons traced with
 kimimaro and cached as SWC in the work folder), network evaluations and
-wall time. ``--quality`` fills with ``[fill] inset_fovs = false`` (the
+wall time. Each row is also printed (``row:``) as soon as it is known. With
+``--workdir`` the two fills are kept there and reused by the next run (for
+example with another ``--min-contact``). ``--quality`` fills with ``[fill] inset_fovs = false`` (the
 quality setting) instead of the default. The CPU flags that matter are
 printed first.
 
@@ -73,19 +75,27 @@ def erl(skeletons, labels) -> float:
     return expected_run_length(skeletons, segments)["erl_nm"]
 
 
-def run_steps(model, image, config, agg_options):
-    """The three rows: (name, labels, evaluations, seconds)."""
+def two_fills(model, image, config, cache: Path | None):
+    """Two fills in two seed orders: [(labels, evaluations, seconds)] * 2.
+
+    As ``diluvian consensus`` fills, the second reuses the first's evaluations of
+    the same inputs (the plain fill's row is the first fill alone). With ``cache``
+    (an ``.npz`` path) the fills are kept there and read back on the next run, so
+    an agglomeration setting can be rerun without filling again.
+    """
+    import numpy as np
+
+    if cache is not None and cache.exists():
+        with np.load(cache) as f:
+            return [(f[f"labels{i}"], int(f["evals"][i]), float(f["seconds"][i]))
+                    for i in range(2)]
     from diluvian.fill import fill_volume_with_model
-    from diluvian.fill.agglomerate import agglomerate
-    from diluvian.fill.consensus import consensus_labels
     from diluvian.predictor import MemoPredictor
     from diluvian.util import make_rng
     from diluvian.volumes.base import NdarrayVolume
 
     volume = NdarrayVolume([10, 10, 10], image_data=image)
     fills = []
-    # As diluvian consensus fills: two seed orders, the second reusing the first's
-    # evaluations of the same inputs (the plain fill's row is the first fill alone).
     recorder = Recorder(model)
     memo = MemoPredictor(recorder)
     for stream in (("fib25",), ("fib25", "consensus")):
@@ -96,9 +106,26 @@ def run_steps(model, image, config, agg_options):
                                                            *stream),
             config=config, progress=True)
         fills.append((labels, sum(recorder.sizes) - before, time.perf_counter() - start))
+    if cache is not None:
+        tmp = cache.with_name(cache.stem + ".tmp.npz")
+        np.savez_compressed(tmp, labels0=fills[0][0], labels1=fills[1][0],
+                            evals=[f[1] for f in fills], seconds=[f[2] for f in fills])
+        tmp.rename(cache)
+    return fills
+
+
+def run_steps(model, image, config, agg_options, cache=None, report=None):
+    """The three rows: (name, labels, evaluations, seconds); ``report`` gets each row."""
+    from diluvian.fill.agglomerate import agglomerate
+    from diluvian.fill.consensus import consensus_labels
+
+    report = report or (lambda row: None)
+    fills = two_fills(model, image, config, cache)
+    report(("plain fill", fills[0][0], fills[0][1], fills[0][2]))
     start = time.perf_counter()
     consensus = consensus_labels(fills[0][0], fills[1][0], int(config.fill.min_body_size))
     both = (fills[0][1] + fills[1][1], fills[0][2] + fills[1][2] + time.perf_counter() - start)
+    report(("consensus (2 seed orders)", consensus, *both))
     recorder = Recorder(model)
     start = time.perf_counter()
     merged, decisions = agglomerate(recorder, image, consensus, [10, 10, 10],
@@ -107,9 +134,20 @@ def run_steps(model, image, config, agg_options):
     merges = sum(bool(r["merged"]) for r in decisions)
     print(f"agglomeration: {len(decisions)} touching pairs tried, {merges} merged, "
           f"{sum(recorder.sizes)} evaluations", flush=True)
+    report(("consensus + agglomeration", merged, *agg))
     return [("plain fill", fills[0][0], fills[0][1], fills[0][2]),
             ("consensus (2 seed orders)", consensus, *both),
             ("consensus + agglomeration", merged, *agg)]
+
+
+def format_row(row, truth, skeletons) -> str:
+    """One table line: scores of ``row`` = (name, labels, evaluations, seconds)."""
+    name, labels, evals, seconds = row
+    s = scores(truth, labels)
+    return (f"{name:28s}{s['voi_split']:7.3f}{s['voi_merge']:7.3f}"
+            f"{s['voi_split'] + s['voi_merge']:7.3f}{s['arand']:7.3f}"
+            f"{erl(skeletons, labels):9.0f}{'' if evals is None else evals:>8}"
+            f"{'' if seconds is None else f'{seconds:.0f}':>8}")
 
 
 def main(argv=None) -> int:
@@ -134,33 +172,38 @@ def main(argv=None) -> int:
     region, where, tag = ((CROP, "96^3 crop z 140:236, y 77:173, x 77:173", "crop") if args.crop
                           else (HALF, "second Z half z 125-250", "half"))
     image, truth, published = load(region)
+    setting = "quality setting (inset_fovs = false)" if args.quality else "default fill"
     with tempfile.TemporaryDirectory() as tmp:
         work = (args.workdir or Path(tmp)).resolve()
         work.mkdir(parents=True, exist_ok=True)
         path = work / "ffn_fib25.keras"
         if not path.exists():
             import_ffn_checkpoint(CHECKPOINT, path)
+        skeletons, traced = ground_truth_skeletons(truth, work, tag)
+        if traced is not None:
+            print(f"traced {len(skeletons)} ground-truth skeletons in {traced:.0f} s", flush=True)
         config = Config([{"volume": {"resolution": [10, 10, 10]},
                           "fill": {"dtype_policy": args.dtype_policy,
                                    "inset_fovs": not args.quality}}])
         model = load_fill_model(path, config)
+        cache = (work / f"fills_{tag}_{'quality' if args.quality else 'default'}"
+                        f"_{args.dtype_policy}.npz") if args.workdir else None
+
+        def report(row):
+            print("row: " + format_row(row, truth, skeletons), flush=True)
+
         rows = run_steps(model, image, config, AgglomerationOptions(
-            min_contact_vox=args.min_contact, merge_threshold=args.merge_threshold))
-        skeletons, traced = ground_truth_skeletons(truth, work, tag)
-        if traced is not None:
-            print(f"traced {len(skeletons)} ground-truth skeletons in {traced:.0f} s", flush=True)
-    setting = "quality setting (inset_fovs = false)" if args.quality else "default fill"
+            min_contact_vox=args.min_contact, merge_threshold=args.merge_threshold),
+            cache=cache, report=report)
     print(f"\nFIB-25 {where}, imported FFN model, {setting}; all voxels counted "
-          "(skimage.metrics); ERL on kimimaro skeletons of the ground truth")
+          "(skimage.metrics); ERL on kimimaro skeletons of the ground truth; "
+          f"agglomeration contact >= {args.min_contact} faces")
     print(f"{'segmentation':28s}{'split':>7s}{'merge':>7s}{'sum':>7s}{'ARAND':>7s}"
           f"{'ERL nm':>9s}{'evals':>8s}{'wall s':>8s}")
     rows += [("FFN published", published, None, None), ("ground truth (ERL bound)", truth,
                                                          None, None)]
-    for name, labels, evals, seconds in rows:
-        s = scores(truth, labels)
-        print(f"{name:28s}{s['voi_split']:7.3f}{s['voi_merge']:7.3f}"
-              f"{s['voi_split'] + s['voi_merge']:7.3f}{s['arand']:7.3f}{erl(skeletons, labels):9.0f}"
-              f"{'' if evals is None else evals:>8}{'' if seconds is None else f'{seconds:.0f}':>8}")
+    for row in rows:
+        print(format_row(row, truth, skeletons))
     return 0
 
 

@@ -383,6 +383,33 @@ def test_options_value_equals_keywords(tmp_path, thread_client, dense_seeds):
                               block_shap=(8, 8, 8), config=small_config())
 
 
+def test_blockwise_options_routes_fill_keywords():
+    """Keywords naming fill options join the value's fill options; others replace fields."""
+    from diluvian.blockwise import BlockwiseOptions, blockwise_options
+
+    base = BlockwiseOptions(workers=3, fill_options={"bias": False, "max_moves": 5})
+    opts = blockwise_options(base, max_moves=7, seed_generator="grid", block_shape=(8, 8, 8))
+    assert opts.fill_options == {"bias": False, "max_moves": 7, "seed_generator": "grid"}
+    assert opts.block_shape == (8, 8, 8) and opts.workers == 3
+    assert base.fill_options == {"bias": False, "max_moves": 5}  # not modified
+    assert blockwise_options() == BlockwiseOptions()
+    with pytest.raises(TypeError, match="max_move"):
+        blockwise_options(base, max_move=3)
+
+
+def test_blockwise_command_refuses_volume_smaller_than_fov(tmp_path, tiny_model):
+    """As a single-process fill: one line naming the volume, its shape and the FOV."""
+    from diluvian.blockwise import fill_volumes_blockwise
+
+    config = small_config()
+    fov = list(config.model.input_fov_shape)
+    tiny = volume_of(np.ones([max(1, f - 2) for f in fov], dtype=np.uint64))
+    with pytest.raises(DiluvianError, match=r"volume 'small' of shape .* smaller than \[model\]"):
+        fill_volumes_blockwise(tiny_model, {"small": tiny},
+                               str(tmp_path / "seg"), block_shape=(8, 8, 8), config=config,
+                               progress=False)
+
+
 def test_store_exports_to_hdf5_and_dataset_toml(tmp_path, thread_client, dense_seeds):
     result = run_blockwise(tmp_path / "out.zarr", thread_client, dense_seeds)
     volume = volume_of(crossing_labels())

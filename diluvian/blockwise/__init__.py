@@ -20,7 +20,7 @@ Nothing here imports Dask, zarr or TensorFlow at import time.
 from .cli import fill_volumes_blockwise, store_path, write_store_hdf5
 from .layout import FACE_OFFSETS, FORWARD_OFFSETS, Block, BlockLayout, box_intersection, box_slices
 from .reconcile import UnionFind, consecutive_ids, overlap_matches
-from .run import BlockwiseOptions, BlockwiseResult, fill_volume_blockwise
+from .run import BlockwiseOptions, BlockwiseResult, blockwise_options, fill_volume_blockwise
 from .store import finished_blocks, read_labels
 from .workers import dask_client
 
@@ -32,6 +32,7 @@ __all__ = [
     "BlockwiseOptions",
     "BlockwiseResult",
     "UnionFind",
+    "blockwise_options",
     "box_intersection",
     "box_slices",
     "consecutive_ids",

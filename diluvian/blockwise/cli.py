@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 from pathlib import Path
 
 import numpy as np
 
 from ..util import DiluvianError, atomic_output
+from ..volumes.datasets import prepared_volumes
 from .layout import BlockLayout
-from .run import fill_volume_blockwise
+from .run import BlockwiseOptions, blockwise_options, fill_volume_blockwise
 from .store import LABELS
 from .workers import dask_client
 
@@ -88,41 +90,32 @@ def write_store_hdf5(store, hdf5_path, toml_path, volume_name: str, image=None,
         tmp.write_text(tomli_w.dumps({"dataset": [entry]}))
 
 
-def fill_volumes_blockwise(  # noqa: PLR0913 - the signature of diluvian.fill's command
-    model_file,
-    volumes: dict,
-    filename: str,
-    resume_filename=None,
-    partition: bool = False,
-    viewer: bool = False,
-    seed_generator: str = "sobel",
-    background_label_id: int = 0,
-    bias: bool = True,
-    move_batch_size: int = 1,
-    max_moves: int | None = None,
-    max_bodies: int | None = None,
-    remask_interval: int | None = None,
-    shuffle_seeds: bool = True,
-    ignore_mask: bool = False,
-    reject_early_termination: bool = False,
-    checkpoint_interval: int | None = None,
-    block_shape=None,
-    block_overlap=None,
-    scheduler: str | None = None,
-    workers: int | None = None,
-    config=None,
-    progress: bool = True,
-    processes: bool = True,
-    consensus: bool = False,
-) -> dict:
+def fill_volumes_blockwise(model_file, volumes: dict, filename: str,
+                           options: BlockwiseOptions | None = None, *, partition: bool = False,
+                           viewer: bool = False, background_label_id: int = 0, config=None,
+                           **keywords) -> dict:
     """``diluvian fill`` with a block shape: fill each volume blockwise on Dask.
 
-    Takes the arguments of :func:`diluvian.fill.fill_volumes_with_model`;
-    ``consensus`` fills every block in two seed orders and keeps their
-    consensus (``diluvian consensus --block-shape``).
     Each volume gets ``OUT.zarr`` (the resumable blockwise store: rerunning
     the same command continues it), ``OUT.hdf5`` and ``OUT.toml``. One Dask
     client serves all volumes.
+
+    Parameters
+    ----------
+    model_file : str or path-like
+    volumes : dict
+        ``{name: Volume}``.
+    filename : str
+        Output base name, as :func:`diluvian.fill.fill_volumes_with_model`'s.
+    options : BlockwiseOptions, optional
+        Block, reconciliation, Dask and fill settings (``seed_stream`` is set
+        to each volume's name). ``keywords`` amend it as
+        :func:`blockwise_options` says: ``block_shape=...``, ``workers=...``,
+        ``seed_generator=...``, ``consensus=True`` (every block filled in
+        two seed orders and reduced to their consensus, ``diluvian consensus
+        --block-shape``).
+    partition, viewer, background_label_id, config
+        As :func:`diluvian.fill.fill_volumes_with_model`.
 
     Returns
     -------
@@ -133,17 +126,13 @@ def fill_volumes_blockwise(  # noqa: PLR0913 - the signature of diluvian.fill's 
     Raises
     ------
     DiluvianError
-        For ``resume_filename`` or ``max_bodies`` (a blockwise fill resumes
-        from its store), and as :func:`fill_volume_blockwise`.
+        As :func:`fill_volume_blockwise`, and for no volumes, several volumes
+        without ``{volume}`` in ``filename``, or no model file.
     """
     if config is None:
         from ..config import CONFIG as config
     config = copy.deepcopy(config)
-    if resume_filename is not None:
-        raise DiluvianError(f"--resume-file {resume_filename}: a blockwise fill resumes from its "
-                            "OUT.zarr store; run the same command again instead")
-    if max_bodies is not None:
-        raise DiluvianError(f"--max-bodies {max_bodies} is not available for blockwise filling")
+    opts = blockwise_options(options, **keywords)
     if not volumes:
         raise DiluvianError("no volumes to fill")
     if len(volumes) > 1 and "{volume}" not in str(filename):
@@ -155,27 +144,14 @@ def fill_volumes_blockwise(  # noqa: PLR0913 - the signature of diluvian.fill's 
     from ..network import apply_model_settings, read_model_settings
 
     apply_model_settings(config, read_model_settings(model_file), source=str(model_file))
-    downsample = config.explicitly_set("volume.resolution")
-    if partition:
-        from ..volumes import partition_volumes
-
-        volumes = partition_volumes(volumes, downsample=downsample, config=config)[1]
-    elif downsample:
-        volumes = {k: v.downsample(config.volume.resolution,
-                                   label_mode=config.volume.label_downsampling)
-                   for k, v in volumes.items()}
-    options = {"seed_generator": seed_generator, "shuffle_seeds": shuffle_seeds,
-               "ignore_mask": ignore_mask, "bias": bias, "move_batch_size": move_batch_size,
-               "max_moves": max_moves, "remask_interval": remask_interval,
-               "reject_early_termination": reject_early_termination}
     all_stats = {}
-    with dask_client(scheduler, workers, processes=processes, progress=progress) as client:
-        for name, volume in volumes.items():
+    with dask_client(opts.scheduler, opts.workers, processes=opts.processes,
+                     progress=opts.progress) as client:
+        for name, volume in prepared_volumes(volumes, partition, config).items():
             hdf5_path, toml_path = segmentation_paths(filename, name)
             result = fill_volume_blockwise(
-                model_file, volume, store_path(filename, name), block_shape=block_shape,
-                block_overlap=block_overlap, client=client, fill_options=options,
-                seed_stream=(name,), progress=progress, config=config, consensus=consensus)
+                model_file, volume, store_path(filename, name),
+                dataclasses.replace(opts, seed_stream=(name,)), client=client, config=config)
             write_store_hdf5(result.store, hdf5_path, toml_path, name, volume.image_data,
                              background_label_id=background_label_id)
             stats = result.stats

@@ -328,8 +328,36 @@ class BlockwiseOptions:
     consensus: bool = False
 
 
+def blockwise_options(options: BlockwiseOptions | None = None, **keywords) -> BlockwiseOptions:
+    """``options`` with ``keywords`` applied: :class:`BlockwiseOptions` fields, or fill options.
+
+    A keyword among :data:`FILL_OPTIONS` (``seed_generator``,
+    ``move_batch_size``, ...) goes into ``fill_options``; any other replaces the
+    field of that name (``block_shape``, ``workers``, ...).
+
+    Raises
+    ------
+    TypeError
+        For a keyword that is neither.
+    """
+    options = options or BlockwiseOptions()
+    fill = {k: keywords.pop(k) for k in list(keywords) if k in FILL_OPTIONS}
+    if fill:
+        keywords["fill_options"] = {**(options.fill_options or {}), **fill}
+    return dataclasses.replace(options, **keywords)
+
+
 def _block_settings(opts: BlockwiseOptions, config) -> tuple:
-    """Block shape, overlap, reconcile threshold and minimum voxels (``[fill]`` if unset)."""
+    """Checked block shape, overlap, reconcile threshold and minimum voxels (``[fill]`` if unset).
+
+    Also checks ``fill_options`` and ``tf_threads``.
+    """
+    unknown = sorted(set(opts.fill_options or {}) - set(FILL_OPTIONS))
+    if unknown:
+        raise DiluvianError(f"unknown blockwise fill option(s) {', '.join(unknown)}; expected "
+                            f"some of {', '.join(FILL_OPTIONS)}")
+    if opts.tf_threads is not None and int(opts.tf_threads) < 1:
+        raise DiluvianError(f"tf_threads = {opts.tf_threads}: expected at least 1")
     block_shape = config.fill.block_shape if opts.block_shape is None else opts.block_shape
     if block_shape is None:
         raise DiluvianError("blockwise filling needs [fill] block_shape or --block-shape")
@@ -378,9 +406,10 @@ def fill_volume_blockwise(model, volume, output, options: BlockwiseOptions | Non
     output : str or path-like
         Zarr store (folder) to create, or to resume when it exists.
     options : BlockwiseOptions, optional
-        Block, reconciliation and Dask settings. ``keywords``, named as the
-        fields of :class:`BlockwiseOptions` (``block_shape=...``,
-        ``workers=...``), replace its fields.
+        Block, reconciliation and Dask settings. ``keywords`` amend it as
+        :func:`blockwise_options` says: fields of :class:`BlockwiseOptions`
+        (``block_shape=...``, ``workers=...``) or fill options
+        (``seed_generator=...``).
     client : dask.distributed.Client, optional
         Use this client instead (``scheduler`` and ``workers`` are then ignored).
     config : Config, optional
@@ -396,18 +425,16 @@ def fill_volume_blockwise(model, volume, output, options: BlockwiseOptions | Non
         For bad block settings, unknown fill options, or an existing store
         made with other settings.
     TypeError
-        For a keyword that is not a field of :class:`BlockwiseOptions`.
+        For a keyword that is neither a field of :class:`BlockwiseOptions`
+        nor a fill option.
     """
     if config is None:
         from ..config import CONFIG as config
     config = copy.deepcopy(config)
     t_start = time.perf_counter()
-    opts = dataclasses.replace(options or BlockwiseOptions(), **keywords)
+    opts = blockwise_options(options, **keywords)
+    block_shape, block_overlap, threshold, min_voxels = _block_settings(opts, config)
     fill_options = dict(opts.fill_options or {})
-    unknown = sorted(set(fill_options) - set(FILL_OPTIONS))
-    if unknown:
-        raise DiluvianError(f"unknown blockwise fill option(s) {', '.join(unknown)}; expected "
-                            f"some of {', '.join(FILL_OPTIONS)}")
     if isinstance(model, (str, os.PathLike)):
         from ..network import apply_model_settings, read_model_settings
 
@@ -416,9 +443,6 @@ def fill_volume_blockwise(model, volume, output, options: BlockwiseOptions | Non
     # Blocks write local ids (0: background) and keep no checkpoints of their own.
     block_fill = FillOptions.from_config(config, **fill_options, background_label_id=0,
                                          checkpoint_interval=0)
-    block_shape, block_overlap, threshold, min_voxels = _block_settings(opts, config)
-    if opts.tf_threads is not None and int(opts.tf_threads) < 1:
-        raise DiluvianError(f"tf_threads = {opts.tf_threads}: expected at least 1")
     if volume.image_data is None:
         raise DiluvianError(f"{volume!r} has no image data to fill")
     layout = BlockLayout(volume.shape, block_shape, block_overlap)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..util import DiluvianError, make_rng
+from ..volumes.datasets import prepared_volumes
 from .engine import DenseFill
 from .options import FillOptions
 from .state import (
@@ -172,7 +173,10 @@ def fill_volumes_with_model(  # noqa: PLR0913 - the documented public signature
 reject_early_termination, checkpoint_interval, checkpoint_seconds
         See :func:`fill_volume_with_model`.
     block_shape, block_overlap, scheduler, workers
-        Blockwise filling on Dask (not available yet).
+        With a block shape (or ``[fill] block_shape``) each volume is filled
+        blockwise on Dask by
+        :func:`diluvian.blockwise.fill_volumes_blockwise`, which resumes
+        from its store (``resume_filename`` and ``max_bodies`` are refused).
     config : Config, optional
         Defaults to :data:`diluvian.config.CONFIG`; not modified.
     progress : bool
@@ -186,28 +190,34 @@ reject_early_termination, checkpoint_interval, checkpoint_seconds
     if config is None:
         from ..config import CONFIG as config
     config = copy.deepcopy(config)
-    overrides = {
-        "seed_generator": seed_generator, "shuffle_seeds": shuffle_seeds,
-        "ignore_mask": ignore_mask, "background_label_id": background_label_id, "bias": bias,
-        "move_batch_size": move_batch_size, "max_moves": max_moves, "max_bodies": max_bodies,
-        "remask_interval": remask_interval,
-        "reject_early_termination": reject_early_termination,
-        "checkpoint_interval": checkpoint_interval, "checkpoint_seconds": checkpoint_seconds}
+    per_fill = {"seed_generator": seed_generator, "shuffle_seeds": shuffle_seeds,
+                "ignore_mask": ignore_mask, "bias": bias, "move_batch_size": move_batch_size,
+                "max_moves": max_moves, "remask_interval": remask_interval,
+                "reject_early_termination": reject_early_termination}
     if block_shape is not None or config.fill.block_shape is not None:
-        from ..blockwise import fill_volumes_blockwise
+        from ..blockwise import BlockwiseOptions, fill_volumes_blockwise
 
-        overrides.pop("checkpoint_seconds")
-        return fill_volumes_blockwise(
-            model_file, volumes, filename, resume_filename=resume_filename, partition=partition,
-            viewer=viewer, block_shape=block_shape, block_overlap=block_overlap,
-            scheduler=scheduler, workers=workers, config=config, progress=progress, **overrides)
+        if resume_filename is not None:
+            raise DiluvianError(f"--resume-file {resume_filename}: a blockwise fill resumes from "
+                                "its OUT.zarr store; run the same command again instead")
+        if max_bodies is not None:
+            raise DiluvianError(f"--max-bodies {max_bodies} is not available for blockwise "
+                                "filling")
+        options = BlockwiseOptions(block_shape=block_shape, block_overlap=block_overlap,
+                                   scheduler=scheduler, workers=workers, progress=progress,
+                                   fill_options=per_fill)
+        return fill_volumes_blockwise(model_file, volumes, filename, options,
+                                      partition=partition, viewer=viewer,
+                                      background_label_id=background_label_id, config=config)
     if not volumes:
         raise DiluvianError("no volumes to fill")
     if len(volumes) > 1 and "{volume}" not in str(filename):
         raise DiluvianError(f"output file {filename!r} must contain '{{volume}}' to fill "
                             f"{len(volumes)} volumes")
     model = load_fill_model(model_file, config)
-    options = FillOptions.from_config(config, **overrides)
+    options = FillOptions.from_config(
+        config, **per_fill, background_label_id=background_label_id, max_bodies=max_bodies,
+        checkpoint_interval=checkpoint_interval, checkpoint_seconds=checkpoint_seconds)
     settings = _fill_settings(model_file, options, partition)
     from ..network import MultiDevicePredictor, fill_devices
 
@@ -235,25 +245,6 @@ class FillOutput:
     viewer: bool = False
     progress: bool = True
     resume_filename: str | None = None
-
-
-def prepared_volumes(volumes: dict, partition: bool, config) -> dict:
-    """The volumes to fill: validation partitions or downsampled, at least one input FOV."""
-    downsample = config.explicitly_set("volume.resolution")
-    if partition:
-        from ..volumes import partition_volumes
-
-        volumes = partition_volumes(volumes, downsample=downsample, config=config)[1]
-    elif downsample:
-        volumes = {k: v.downsample(config.volume.resolution,
-                                   label_mode=config.volume.label_downsampling)
-                   for k, v in volumes.items()}
-    fov = np.asarray(config.model.input_fov_shape)
-    for name, volume in volumes.items():
-        if np.any(np.asarray(volume.shape) < fov):
-            raise DiluvianError(f"volume {name!r} of shape {list(map(int, volume.shape))} is "
-                                f"smaller than [model] input_fov_shape {fov.tolist()}")
-    return volumes
 
 
 def _resume_state(resume_filename, settings: dict, volumes: dict) -> tuple[str, object]:

@@ -27,7 +27,7 @@ import numpy as np
 from ..postprocessing import consensus_labels
 from ..predictor import MemoPredictor
 from ..util import make_rng
-from .command import prepared_volumes
+from ..volumes.datasets import prepared_volumes
 from .dense import fill_volume_with_model
 from .state import segmentation_paths, write_segmentation
 

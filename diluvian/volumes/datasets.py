@@ -37,7 +37,8 @@ from .base import Volume
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DATASET_KEYS", "load_volumes", "partition_volumes", "volumes_from_toml"]
+__all__ = ["DATASET_KEYS", "load_volumes", "partition_volumes", "prepared_volumes",
+           "volumes_from_toml"]
 
 SOURCE_KEYS = ("hdf5_file", "zarr_file", "n5_file", "image_stack_dir", "catmaid_stack_info")
 #: Every key a ``[[dataset]]`` entry may have.
@@ -297,3 +298,30 @@ def partition_volumes(volumes: dict[str, Volume], downsample: bool = True,
                 raise DiluvianError(f"config: [training] partitions of volume {name!r}: "
                                     f"{exc}") from None
     return training, validation
+
+
+def prepared_volumes(volumes: dict[str, Volume], partition: bool, config) -> dict[str, Volume]:
+    """The volumes a fill segments: validation partitions or downsampled, each at least one FOV.
+
+    With ``partition`` the validation partition of each volume
+    (:func:`partition_volumes`); otherwise each volume, downsampled to
+    ``[volume] resolution`` when the configuration sets it.
+
+    Raises
+    ------
+    DiluvianError
+        For a volume smaller than ``[model] input_fov_shape``.
+    """
+    downsample = config.explicitly_set("volume.resolution")
+    if partition:
+        volumes = partition_volumes(volumes, downsample=downsample, config=config)[1]
+    elif downsample:
+        volumes = {k: v.downsample(config.volume.resolution,
+                                   label_mode=config.volume.label_downsampling)
+                   for k, v in volumes.items()}
+    fov = np.asarray(config.model.input_fov_shape)
+    for name, volume in volumes.items():
+        if np.any(np.asarray(volume.shape) < fov):
+            raise DiluvianError(f"volume {name!r} of shape {list(map(int, volume.shape))} is "
+                                f"smaller than [model] input_fov_shape {fov.tolist()}")
+    return volumes
