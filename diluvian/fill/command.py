@@ -214,10 +214,17 @@ reject_early_termination, checkpoint_interval, checkpoint_seconds
     if len(volumes) > 1 and "{volume}" not in str(filename):
         raise DiluvianError(f"output file {filename!r} must contain '{{volume}}' to fill "
                             f"{len(volumes)} volumes")
-    model = load_fill_model(model_file, config)
+    model = load_fill_model(model_file, config)  # the model's settings first: options read them
     options = FillOptions.from_config(
         config, **per_fill, background_label_id=background_label_id, max_bodies=max_bodies,
         checkpoint_interval=checkpoint_interval, checkpoint_seconds=checkpoint_seconds)
+    return _fill_volumes(model, model_file, volumes, options, partition,
+                         FillOutput(filename, viewer, progress, resume_filename), config)
+
+
+def _fill_volumes(model, model_file, volumes: dict, options: FillOptions, partition: bool,
+                  output: FillOutput, config) -> dict:
+    """Single-process fill of each volume with a loaded ``model`` and one options value."""
     settings = _fill_settings(model_file, options, partition)
     from ..network import MultiDevicePredictor, fill_devices
 
@@ -227,13 +234,12 @@ reject_early_termination, checkpoint_interval, checkpoint_seconds
         model = MultiDevicePredictor(model, devices)
     volumes = prepared_volumes(volumes, partition, config)
     resume = None
-    if resume_filename is not None:
-        resume = _resume_state(resume_filename, settings, volumes)
+    if output.resume_filename is not None:
+        resume = _resume_state(output.resume_filename, settings, volumes)
     all_stats = {}
     for name, volume in volumes.items():
         state = resume[1] if resume is not None and resume[0] == name else None
-        all_stats[name] = _fill_one(model, name, volume, options, settings, state,
-                                    FillOutput(filename, viewer, progress, resume_filename))
+        all_stats[name] = _fill_one(model, name, volume, options, settings, state, output)
     return all_stats
 
 
