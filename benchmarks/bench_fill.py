@@ -22,7 +22,8 @@ Run ``python benchmarks/bench_fill.py`` (about 2 minutes on 2 cores). It prints:
     default) and Google FFN's own row on the same voxels and weights:
     network evaluations, VOI split / merge, adapted Rand error (every voxel
     counted), labelled fraction, wall time, where the evaluations went, and
-    the CPU flags;
+    the CPU flags; ``--rows default`` (or ``quality``, ``full_context``)
+    runs only those rows;
 (f) with ``--batch-sweep 1 4 16``: on FFN's 96^3 crop with the default
     policy, for each ``move_batch_size`` N, the fill's FOVs/s against bare
     ``predict_on_batch`` at the same N, the speed-up over N = 1, and the
@@ -215,14 +216,16 @@ FFN_PEERS = {
 #: The references of the policy table: FFN's 96^3 crop and the whole cube.
 POLICY_REGIONS = {"crop": (slice(140, 236), slice(77, 173), slice(77, 173)),
                   "cube": (slice(None),) * 3}
-#: Rows of the policy table: name and fill options.
-POLICIES = (("quality (inset_fovs=false)", {"inset_fovs": False}),
-            ("full_context (FFN's margin)", {"inset_fovs": False, "full_context": True}),
-            ("default (inset_fovs=true)", {"inset_fovs": True}))
+#: Rows of the policy table: key (``--rows``), name and fill options.
+POLICIES = (("quality", "quality (inset_fovs=false)", {"inset_fovs": False}),
+            ("full_context", "full_context (FFN's margin)",
+             {"inset_fovs": False, "full_context": True}),
+            ("default", "default (inset_fovs=true)", {"inset_fovs": True}))
 
 
-def policy_table(workdir: Path, region: str, dtype_policy: str = "auto") -> None:
-    """(e): one row per fill policy and FFN's row, on the same voxels and weights."""
+def policy_table(workdir: Path, region: str, dtype_policy: str = "auto",
+                 rows: tuple = ()) -> None:
+    """(e): one row per fill policy (those keyed in ``rows``; all if empty) and FFN's row."""
     import h5py
     from bench_train_fill_fib25 import cpu_line  # the same CPU line in every benchmark
 
@@ -239,7 +242,9 @@ def policy_table(workdir: Path, region: str, dtype_policy: str = "auto") -> None
     print(f"(e) FIB-25 {where}, imported FFN model, batch 1, all voxels counted; {cpu_line()}")
     print(f"    {'policy':30s}{'evals':>7s}{'x FFN':>7s}{'split':>7s}{'merge':>7s}"
           f"{'ARAND':>7s}{'label':>7s}{'wall s':>8s}")
-    for name, options in POLICIES:
+    for key, name, options in POLICIES:
+        if rows and key not in rows:
+            continue
         labels, stats, wall, _ = fill_once(model, volume, config, 1, **options)
         s = scores(truth, labels)
         print(f"    {name:30s}{stats.moves:7d}{stats.moves / peer['evaluations']:7.2f}"
@@ -318,17 +323,20 @@ def main(argv=None) -> int:
     parser.add_argument("--policies", choices=sorted(POLICY_REGIONS), default=None,
                         help="Only (e): the fill policy table against Google FFN on its 96^3 "
                         "crop or the whole cube.")
+    parser.add_argument("--rows", nargs="+", default=[], choices=[p[0] for p in POLICIES],
+                        help="With --policies: only these policy rows (default all).")
     parser.add_argument("--batch-sweep", type=int, nargs="+", default=None, metavar="N",
                         help="Only (f): fill and bare-model FOVs/s at each move_batch_size N "
                         "on FFN's 96^3 crop.")
     args = parser.parse_args(argv)
-    for part, run, what in (("(f)", batch_sweep, args.batch_sweep),
-                            ("(e)", policy_table, args.policies)):
+    for part, run, what, extra in (("(f)", batch_sweep, args.batch_sweep, ()),
+                                   ("(e)", policy_table, args.policies, (tuple(args.rows),))):
         if what:  # only this part
             if not (FIB25.exists() and Path(str(CHECKPOINT) + ".index").exists()):
                 print(f"{part} skipped: ../shared is not available")
             else:
-                run(Path(tempfile.mkdtemp(prefix="bench_fill.")), what, args.dtype_policy)
+                run(Path(tempfile.mkdtemp(prefix="bench_fill.")), what, args.dtype_policy,
+                    *extra)
             return 0
 
     from diluvian.preprocessing import make_seeds
