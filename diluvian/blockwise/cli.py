@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..fill.state import check_output_name, segmentation_paths
 from ..util import DiluvianError, atomic_output
 from ..volumes.datasets import prepared_volumes
 from .layout import BlockLayout
@@ -133,14 +134,9 @@ def fill_volumes_blockwise(model_file, volumes: dict, filename: str,
         from ..config import CONFIG as config
     config = copy.deepcopy(config)
     opts = blockwise_options(options, **keywords)
-    if not volumes:
-        raise DiluvianError("no volumes to fill")
-    if len(volumes) > 1 and "{volume}" not in str(filename):
-        raise DiluvianError(f"output file {filename!r} must contain '{{volume}}' to fill "
-                            f"{len(volumes)} volumes")
+    check_output_name(volumes, filename)
     if model_file is None:
         raise DiluvianError("filling needs a trained model file (-m MODEL_FILE)")
-    from ..fill.state import segmentation_paths
     from ..network import apply_model_settings, read_model_settings
 
     apply_model_settings(config, read_model_settings(model_file), source=str(model_file))

@@ -16,6 +16,7 @@ from .engine import DenseFill
 from .options import FillOptions
 from .state import (
     FillStats,
+    check_output_name,
     compare_settings,
     dataset_name,
     model_digest,
@@ -209,11 +210,7 @@ reject_early_termination, checkpoint_interval, checkpoint_seconds
         return fill_volumes_blockwise(model_file, volumes, filename, options,
                                       partition=partition, viewer=viewer,
                                       background_label_id=background_label_id, config=config)
-    if not volumes:
-        raise DiluvianError("no volumes to fill")
-    if len(volumes) > 1 and "{volume}" not in str(filename):
-        raise DiluvianError(f"output file {filename!r} must contain '{{volume}}' to fill "
-                            f"{len(volumes)} volumes")
+    check_output_name(volumes, filename)
     model = load_fill_model(model_file, config)  # the model's settings first: options read them
     options = FillOptions.from_config(
         config, **per_fill, background_label_id=background_label_id, max_bodies=max_bodies,

@@ -193,6 +193,21 @@ def compare_settings(saved: dict | None, wanted: dict, source) -> None:
 # --------------------------------------------------------------------------
 
 
+def check_output_name(volumes: dict, output_file: str) -> None:
+    """Refuse no volumes, or several volumes whose outputs ``output_file`` would not tell apart.
+
+    Raises
+    ------
+    DiluvianError
+        For no volumes, or several without ``{volume}`` in ``output_file``.
+    """
+    if not volumes:
+        raise DiluvianError("no volumes to fill")
+    if len(volumes) > 1 and "{volume}" not in str(output_file):
+        raise DiluvianError(f"output file {output_file!r} must contain '{{volume}}' to fill "
+                            f"{len(volumes)} volumes")
+
+
 def segmentation_paths(output_file: str, volume_name: str) -> tuple[Path, Path]:
     """``(OUT.hdf5, OUT.toml)`` for a volume, with ``{volume}`` substituted."""
     base = str(output_file).replace("{volume}", volume_name)
