@@ -17,9 +17,10 @@ paper's definition, strict merge rule, on ground-truth skeletons traced with
 kimimaro and cached as SWC in the work folder), network evaluations and
 wall time. Each row is also printed (``row:``) as soon as it is known. With
 ``--workdir`` the two fills are kept there and reused by the next run (for
-example with another ``--min-contact``). ``--quality`` fills with ``[fill] inset_fovs = false`` (the
-quality setting) instead of the default. The CPU flags that matter are
-printed first.
+example with another ``--min-contact``). ``--quality`` fills with ``[fill]
+inset_fovs = false`` at FFN's move step of 8 voxels (the quality setting)
+instead of the default (move step 11, as ``import-ffn`` stores it). The CPU
+flags that matter are printed first.
 
 Needs ``../shared`` (or ``$DILUVIAN_SHARED``).
 """
@@ -154,7 +155,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--crop", action="store_true", help="FFN's 96^3 crop, not the half.")
     parser.add_argument("--quality", action="store_true",
-                        help="Fill with [fill] inset_fovs = false (the quality setting).")
+                        help="Fill with [fill] inset_fovs = false at move step 8 "
+                             "(the quality setting).")
     parser.add_argument("--min-contact", type=int, default=10, help="Agglomeration contact.")
     parser.add_argument("--merge-threshold", type=float, default=0.5)
     parser.add_argument("--dtype-policy", default="auto")
@@ -166,28 +168,38 @@ def main(argv=None) -> int:
     from diluvian.config import Config
     from diluvian.fill import load_fill_model
     from diluvian.fill.agglomerate import AgglomerationOptions
-    from diluvian.network import import_ffn_checkpoint
+    from diluvian.network import (
+        FFN_DELTAS,
+        FFN_SETTINGS,
+        import_ffn_checkpoint,
+        read_model_settings,
+    )
 
     print(cpu_line(), flush=True)
     region, where, tag = ((CROP, "96^3 crop z 140:236, y 77:173, x 77:173", "crop") if args.crop
                           else (HALF, "second Z half z 125-250", "half"))
     image, truth, published = load(region)
-    setting = "quality setting (inset_fovs = false)" if args.quality else "default fill"
+    step = FFN_DELTAS if args.quality else FFN_SETTINGS["move_step"][0]
+    setting = (f"quality setting (move step {step}, inset_fovs = false)" if args.quality
+               else f"default fill (move step {step})")
     with tempfile.TemporaryDirectory() as tmp:
         work = (args.workdir or Path(tmp)).resolve()
         work.mkdir(parents=True, exist_ok=True)
         path = work / "ffn_fib25.keras"
-        if not path.exists():
+        # A model imported before the move step of FFN_SETTINGS changed is imported again.
+        if (not path.exists()
+                or read_model_settings(path)["move_step"] != FFN_SETTINGS["move_step"]):
             import_ffn_checkpoint(CHECKPOINT, path)
         skeletons, traced = ground_truth_skeletons(truth, work, tag)
         if traced is not None:
             print(f"traced {len(skeletons)} ground-truth skeletons in {traced:.0f} s", flush=True)
         config = Config([{"volume": {"resolution": [10, 10, 10]},
+                          "model": {"output_fov_move_fraction": 33 // step},
                           "fill": {"dtype_policy": args.dtype_policy,
                                    "inset_fovs": not args.quality}}])
         model = load_fill_model(path, config)
         cache = (work / f"fills_{tag}_{'quality' if args.quality else 'default'}"
-                        f"_{args.dtype_policy}.npz") if args.workdir else None
+                        f"_step{step}_{args.dtype_policy}.npz") if args.workdir else None
 
         def report(row):
             print("row: " + format_row(row, truth, skeletons), flush=True)

@@ -18,12 +18,14 @@ Run ``python benchmarks/bench_fill.py`` (about 2 minutes on 2 cores). It prints:
     largest difference of their predicted probabilities;
 (e) with ``--policies crop`` (FFN's 96^3 crop z 140:236, y 77:173, x 77:173)
     or ``--policies cube`` (all of training_sample2): one row per fill policy
-    (the quality setting ``inset_fovs = false``, ``full_context``, the
-    default) and Google FFN's own row on the same voxels and weights:
-    network evaluations, VOI split / merge, adapted Rand error (every voxel
-    counted), labelled fraction, wall time, where the evaluations went, and
-    the CPU flags; ``--rows default`` (or ``quality``, ``full_context``)
-    runs only those rows;
+    (the quality setting ``inset_fovs = false`` at FFN's move step 8,
+    ``full_context`` at step 8, the default's rules at step 8, the default: move
+    step 11 as ``import-ffn`` stores it, ``inset_fovs``) and Google FFN's
+    own row on the same voxels and weights: network evaluations, VOI split
+    / merge, adapted Rand error (every voxel counted), labelled fraction,
+    wall time, where the evaluations went, and the CPU flags; ``--rows
+    default`` (or ``quality``, ``full_context``, ``step8``) runs only those
+    rows;
 (f) with ``--batch-sweep 1 4 16``: on FFN's 96^3 crop with the default
     policy, for each ``move_batch_size`` N, the fill's FOVs/s against bare
     ``predict_on_batch`` at the same N, the speed-up over N = 1, and the
@@ -62,10 +64,11 @@ FFN_PEER_96 = {"objects": 63, "evaluations": 660, "seconds": 97.0}
 def ffn_model(workdir: Path, dtype_policy: str = "auto", random_seed: int | None = None):
     from diluvian.config import Config
     from diluvian.fill import load_fill_model
-    from diluvian.network import import_ffn_checkpoint
+    from diluvian.network import FFN_SETTINGS, import_ffn_checkpoint, read_model_settings
 
     path = workdir / "ffn_fib25.keras"
-    if not path.exists():
+    # A model imported before the move step of FFN_SETTINGS changed is imported again.
+    if not path.exists() or read_model_settings(path)["move_step"] != FFN_SETTINGS["move_step"]:
         import_ffn_checkpoint(CHECKPOINT, path)
     config = Config([{"volume": {"resolution": [10, 10, 10]},
                       "fill": {"dtype_policy": dtype_policy}}])
@@ -216,11 +219,13 @@ FFN_PEERS = {
 #: The references of the policy table: FFN's 96^3 crop and the whole cube.
 POLICY_REGIONS = {"crop": (slice(140, 236), slice(77, 173), slice(77, 173)),
                   "cube": (slice(None),) * 3}
-#: Rows of the policy table: key (``--rows``), name and fill options.
-POLICIES = (("quality", "quality (inset_fovs=false)", {"inset_fovs": False}),
+#: Rows of the policy table: key (``--rows``), name and fill options; a row's
+#: ``move_step`` (8, FFN's deltas) replaces the imported model's (11).
+POLICIES = (("quality", "quality (step 8, no inset)", {"inset_fovs": False, "move_step": 8}),
             ("full_context", "full_context (FFN's margin)",
-             {"inset_fovs": False, "full_context": True}),
-            ("default", "default (inset_fovs=true)", {"inset_fovs": True}))
+             {"inset_fovs": False, "full_context": True, "move_step": 8}),
+            ("step8", "step 8 (FFN's deltas, inset)", {"inset_fovs": True, "move_step": 8}),
+            ("default", "default (step 11, inset)", {"inset_fovs": True}))
 
 
 def policy_table(workdir: Path, region: str, dtype_policy: str = "auto",
@@ -229,6 +234,7 @@ def policy_table(workdir: Path, region: str, dtype_policy: str = "auto",
     import h5py
     from bench_train_fill_fib25 import cpu_line  # the same CPU line in every benchmark
 
+    from diluvian.network.ffn_import import move_fraction
     from diluvian.volumes.base import NdarrayVolume
 
     model, config = ffn_model(workdir, dtype_policy)
@@ -245,7 +251,14 @@ def policy_table(workdir: Path, region: str, dtype_policy: str = "auto",
     for key, name, options in POLICIES:
         if rows and key not in rows:
             continue
-        labels, stats, wall, _ = fill_once(model, volume, config, 1, **options)
+        options = dict(options)
+        fraction = config.model.output_fov_move_fraction
+        if "move_step" in options:
+            config.model.output_fov_move_fraction = move_fraction(options.pop("move_step"))
+        try:
+            labels, stats, wall, _ = fill_once(model, volume, config, 1, **options)
+        finally:
+            config.model.output_fov_move_fraction = fraction
         s = scores(truth, labels)
         print(f"    {name:30s}{stats.moves:7d}{stats.moves / peer['evaluations']:7.2f}"
               f"{s['voi_split']:7.3f}{s['voi_merge']:7.3f}{s['arand']:7.3f}"

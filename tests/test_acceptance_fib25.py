@@ -32,7 +32,7 @@ def ffn_model_file(ffn_checkpoint, tmp_path_factory):
     from diluvian.network import import_ffn_checkpoint
 
     path = tmp_path_factory.mktemp("ffn") / "ffn_fib25.keras"
-    import_ffn_checkpoint(ffn_checkpoint, path)
+    import_ffn_checkpoint(ffn_checkpoint, path, move_step=8)  # FFN's own deltas
     return path
 
 

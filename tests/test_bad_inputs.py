@@ -217,6 +217,8 @@ def test_missing_and_wrong_input_files(kit, capsys, tmp_path, monkeypatch):
         (["import-ffn", "nowhere/model.ckpt-9", "-o", "m.keras"], "model.ckpt-9.index"),
         (["import-ffn", kit["ffn_no_data"], "-o", "m.keras"], "no data file"),
         (["import-ffn", kit["ffn_no_data"], "-o", "m.h5"], "must end in '.keras'"),
+        (["import-ffn", kit["ffn_no_data"], "-o", "m.keras", "--move-step", "10"],
+         "--move-step 10 is invalid"),
         (["fill", "o_{volume}", "-m", kit["file"], "-v", kit["data"]], "plain.txt"),
         (["view", "-v", kit["floatlabels"]], "labels must be integers"),
         (["evaluate", "-v", kit["data"], "-v", kit["other_shape"], "boxes", "pred"],

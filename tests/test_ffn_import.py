@@ -129,7 +129,7 @@ def test_imported_model_file_carries_ffn_settings(ffn_model_file):
     assert (settings["v_true"], settings["v_false"]) == (0.95, 0.05)
     assert (settings["t_move"], settings["t_final"], settings["min_body_size"]) == (0.9, 0.6, 1000)
     config = N.apply_model_settings(Config(), settings)
-    assert config.model.move_step.tolist() == [8, 8, 8]
+    assert config.model.move_step.tolist() == [11, 11, 11]  # diluvian's default, not FFN's 8
 
 
 def test_seeded_fov_inside_fib25_object_overlaps_it(ffn_model, fib25):
@@ -173,6 +173,19 @@ def test_import_ffn_command_writes_model_file(ffn_checkpoint, tmp_path):
     with zipfile.ZipFile(out) as zf:
         assert "diluvian.json" in zf.namelist()
     assert N.read_model_settings(out)["source"] == "ffn"
+
+
+def test_import_ffn_move_step_chooses_the_stored_step(ffn_checkpoint, tmp_path):
+    out = tmp_path / "deltas8.keras"
+    assert main(["import-ffn", str(ffn_checkpoint), "-o", str(out), "--move-step", "8"]) == 0
+    settings = N.read_model_settings(out)
+    assert settings["move_step"] == [8, 8, 8] and settings["output_fov_move_fraction"] == 4
+    config = N.apply_model_settings(Config(), settings)
+    assert config.model.move_step.tolist() == [N.FFN_DELTAS] * 3
+    # 10 is not 33 // k for any k: refused before anything is written.
+    bad = tmp_path / "bad.keras"
+    assert main(["import-ffn", str(ffn_checkpoint), "-o", str(bad), "--move-step", "10"]) == 2
+    assert not bad.exists()
 
 
 def test_import_ffn_bad_checkpoint_raises_naming_it(tmp_path):

@@ -291,7 +291,7 @@ def test_apply_model_settings_fills_keys_not_explicitly_set():
     N.apply_model_settings(config, N.FFN_SETTINGS)
     assert config.model.input_fov_shape.tolist() == [33, 33, 33]
     assert config.model.output_fov_shape.tolist() == [33, 33, 33]
-    assert config.model.move_step.tolist() == [8, 8, 8]
+    assert config.model.move_step.tolist() == [11, 11, 11]  # diluvian's step, not FFN's 8
     assert config.model.t_move == 0.8  # explicitly set: config wins
     assert config.model.t_final == 0.6
     assert config.fill.min_body_size == 1000

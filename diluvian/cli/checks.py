@@ -89,8 +89,11 @@ def _check_inputs(args) -> None:
     if command == "import-ffn":
         from pathlib import Path
 
+        from ..network.ffn_import import move_fraction
+
         if not str(args.output).endswith(".keras"):
             raise DiluvianError(f"{args.output}: model files must end in '.keras'")
+        move_fraction(args.move_step, "--move-step")
         prefix = Path(args.checkpoint)
         check_input_file(f"{prefix}.index", "FFN checkpoint index")
         if not list(prefix.parent.glob(f"{prefix.name}.data-*")):

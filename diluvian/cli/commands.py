@@ -271,7 +271,7 @@ def _cmd_gen_subv_bounds(args) -> int:
 def _cmd_import_ffn(args) -> int:
     from ..network import import_ffn_checkpoint
 
-    import_ffn_checkpoint(args.checkpoint, args.output)
+    import_ffn_checkpoint(args.checkpoint, args.output, move_step=args.move_step)
     return 0
 
 

@@ -25,7 +25,7 @@ from .architectures import (
 )
 from .convstack import make_ffn_convstack
 from .devices import MultiDevicePredictor, fill_devices, make_parallel, replicate_for_devices
-from .ffn_import import FFN_SETTINGS, build_ffn_convstack, import_ffn_checkpoint
+from .ffn_import import FFN_DELTAS, FFN_SETTINGS, build_ffn_convstack, import_ffn_checkpoint
 from .io import (
     apply_model_settings,
     check_model_io,
@@ -46,6 +46,7 @@ from .precision import (
 )
 
 __all__ = [
+    "FFN_DELTAS",
     "FFN_SETTINGS",
     "CentralCrop3D",
     "MultiDevicePredictor",
