@@ -614,7 +614,7 @@ def test_best_model_tie_on_metric_goes_to_lower_validation_loss():
     from diluvian.training.train import _EpochEnd
 
     end = object.__new__(_EpochEnd)
-    end.mode, end.best, end.best_loss = "max", None, float("inf")
+    end.mode, end.best, end.best_loss, end.best_epoch = "max", None, float("inf"), None
     assert end._better(0.0, 0.66)
     end.best, end.best_loss = 0.0, 0.66
     assert end._better(0.0, 0.62)       # same F0.5, lower loss

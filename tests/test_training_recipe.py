@@ -262,6 +262,31 @@ def test_fine_tuning_that_only_harms_keeps_the_starting_model(tmp_path):
     assert [r["epoch"] for r in rows] == ["0", "1", "2"] and rows[0]["samples"] == "0"
 
 
+@pytest.mark.parametrize(("margin", "kept"), [(0.0, [1, 2]), (0.05, [0, 2]), (0.1, [0, 0])])
+def test_start_margin_keeps_the_starting_model_against_small_gains(tmp_path, margin, kept):
+    from diluvian.network import build_ffn_convstack, save_model
+    from diluvian.training.train import _EpochEnd
+
+    start = build_ffn_convstack(FOV, depth=1, filters=3)
+    save_model(start, tmp_path / "start.keras", {"input_fov_shape": FOV,
+                                                 "output_fov_shape": FOV})
+    # F0.5 (higher is better): epoch 1 gains 0.04 over the start, epoch 2 0.06.
+    end = _EpochEnd(start, _ScriptedValidation([0.70, 0.74, 0.76]),
+                    _config(start_margin=margin), tmp_path / "tuned", None, False, False,
+                    tmp_path / "start.keras")
+    end.validate_start()
+    best = []
+    for epoch in range(2):
+        end(epoch, {"loss": 0.5})
+        best.append(end.best_epoch)
+    assert best == kept
+
+
+def test_start_margin_must_not_be_negative():
+    with pytest.raises(DiluvianError, match="start_margin = -0.1 must be at least 0"):
+        Config([{"training": {"start_margin": -0.1}}], sources=["user.toml"])
+
+
 def test_model_settings_carry_resolution_policy_and_min_body_size():
     from diluvian.network import apply_model_settings, model_settings_from_config
 

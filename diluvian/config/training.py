@@ -113,6 +113,11 @@ class TrainingConfig(BaseConfig):
         ``val_voi``, ``val_voi_split``, ``val_voi_merge`` in the history).
         The model is then chosen by the lowest ``val_voi`` (what a dense
         fill will give) instead of ``validation_metric``. Unset: off.
+    start_margin : float
+        A continued run (``train -m``) keeps its starting model unless an
+        epoch validates better than it by more than this (in the metric the
+        model is chosen by, e.g. ``val_voi``), so validation noise does not
+        replace a good model. 0: any better epoch replaces it.
     """
 
     SECTION = "training"
@@ -148,6 +153,7 @@ class TrainingConfig(BaseConfig):
         "sampling_bins": Field("fvec"),
         "max_minutes": Field("float", optional=True),
         "validation_fill_shape": Field("vec", length=3, optional=True),
+        "start_margin": Field("float"),
     }
 
     _AUGMENT_KEYS = {
@@ -163,6 +169,8 @@ class TrainingConfig(BaseConfig):
         s = f"{source}: [training]"
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise DiluvianError(f"{s} max_minutes = {self.max_minutes} must be positive")
+        if not self.start_margin >= 0:
+            raise DiluvianError(f"{s} start_margin = {self.start_margin} must be at least 0")
         box = self.validation_fill_shape
         if box is not None and np.any(np.asarray(box) < 1):
             raise DiluvianError(f"{s} validation_fill_shape = {np.asarray(box).tolist()} must "

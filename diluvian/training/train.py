@@ -250,7 +250,8 @@ class _EpochEnd:
         self._save_best()
         write_history_csv(self.history, _suffixed(self.base, ".csv"))
         logger.info("starting model: %s = %.4g, val_loss = %.4g; it is kept unless an epoch "
-                    "beats it", self.select_key, value, loss)
+                    "beats it (by more than start_margin = %g)", self.select_key, value, loss,
+                    self.config.training.start_margin)
 
     def _validate(self, logs: dict[str, Any]) -> tuple[float, float]:
         """Validate the model into ``logs``; the value it is chosen by and the validation loss."""
@@ -299,6 +300,10 @@ class _EpochEnd:
             return not math.isnan(value)
         if math.isnan(value):
             return False
+        # The starting model of a continued run (epoch 0) is replaced only by a clear margin.
+        margin = float(self.config.training.start_margin) if self.best_epoch == 0 else 0.0
+        if margin > 0:
+            return value > self.best + margin if self.mode == "max" else value < self.best - margin
         if value == self.best:
             return loss < self.best_loss
         return value > self.best if self.mode == "max" else value < self.best
