@@ -37,8 +37,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_fill import FIB25, Recorder, scores  # noqa: E402
-from bench_train_fill_fib25 import CHECKPOINT, CROP, HALF, PUBLISHED, cpu_line  # noqa: E402
+from bench_fill import FIB25, Recorder, ffn_model_file, scores  # noqa: E402
+from bench_train_fill_fib25 import CROP, HALF, PUBLISHED, cpu_line  # noqa: E402
 
 
 def load(region):
@@ -168,12 +168,8 @@ def main(argv=None) -> int:
     from diluvian.config import Config
     from diluvian.fill import load_fill_model
     from diluvian.fill.agglomerate import AgglomerationOptions
-    from diluvian.network import (
-        FFN_DELTAS,
-        FFN_SETTINGS,
-        import_ffn_checkpoint,
-        read_model_settings,
-    )
+    from diluvian.network import FFN_DELTAS, FFN_SETTINGS
+    from diluvian.network.ffn_import import move_fraction
 
     print(cpu_line(), flush=True)
     region, where, tag = ((CROP, "96^3 crop z 140:236, y 77:173, x 77:173", "crop") if args.crop
@@ -185,16 +181,12 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = (args.workdir or Path(tmp)).resolve()
         work.mkdir(parents=True, exist_ok=True)
-        path = work / "ffn_fib25.keras"
-        # A model imported before the move step of FFN_SETTINGS changed is imported again.
-        if (not path.exists()
-                or read_model_settings(path)["move_step"] != FFN_SETTINGS["move_step"]):
-            import_ffn_checkpoint(CHECKPOINT, path)
+        path = ffn_model_file(work)
         skeletons, traced = ground_truth_skeletons(truth, work, tag)
         if traced is not None:
             print(f"traced {len(skeletons)} ground-truth skeletons in {traced:.0f} s", flush=True)
         config = Config([{"volume": {"resolution": [10, 10, 10]},
-                          "model": {"output_fov_move_fraction": 33 // step},
+                          "model": {"output_fov_move_fraction": move_fraction(step)},
                           "fill": {"dtype_policy": args.dtype_policy,
                                    "inset_fovs": not args.quality}}])
         model = load_fill_model(path, config)

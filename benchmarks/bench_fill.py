@@ -61,15 +61,22 @@ FFN_PUBLISHED = {"voi_split": 0.889, "voi_merge": 0.942, "arand": 0.103}
 FFN_PEER_96 = {"objects": 63, "evaluations": 660, "seconds": 97.0}
 
 
-def ffn_model(workdir: Path, dtype_policy: str = "auto", random_seed: int | None = None):
-    from diluvian.config import Config
-    from diluvian.fill import load_fill_model
+def ffn_model_file(workdir: Path) -> Path:
+    """``workdir/ffn_fib25.keras``, imported unless there with today's settings (a model
+    imported before the move step of ``FFN_SETTINGS`` changed is imported again)."""
     from diluvian.network import FFN_SETTINGS, import_ffn_checkpoint, read_model_settings
 
     path = workdir / "ffn_fib25.keras"
-    # A model imported before the move step of FFN_SETTINGS changed is imported again.
     if not path.exists() or read_model_settings(path)["move_step"] != FFN_SETTINGS["move_step"]:
         import_ffn_checkpoint(CHECKPOINT, path)
+    return path
+
+
+def ffn_model(workdir: Path, dtype_policy: str = "auto", random_seed: int | None = None):
+    from diluvian.config import Config
+    from diluvian.fill import load_fill_model
+
+    path = ffn_model_file(workdir)
     config = Config([{"volume": {"resolution": [10, 10, 10]},
                       "fill": {"dtype_policy": dtype_policy}}])
     if random_seed is not None:  # another seed order for the fill

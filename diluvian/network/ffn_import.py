@@ -25,7 +25,7 @@ import numpy as np
 
 from ..util import DiluvianError
 from .convstack import build_ffn_convstack
-from .io import save_model
+from .io import move_step_fraction, save_model
 
 __all__ = ["FFN_DELTAS", "FFN_SETTINGS", "build_ffn_convstack", "import_ffn_checkpoint",
            "read_ffn_weights"]
@@ -107,13 +107,15 @@ def move_fraction(move_step, name: str = "move step") -> int | None:
     if move_step is None:
         return None
     edge = FFN_SETTINGS["output_fov_shape"][0]
-    steps = {edge // k: k for k in range(edge, 0, -1)}  # the smallest k for each step
-    if isinstance(move_step, bool) or not isinstance(move_step, (int, np.integer)) \
-            or int(move_step) not in steps:
-        possible = ", ".join(str(s) for s in sorted(steps, reverse=True)[:8])
+    fraction = (None if isinstance(move_step, bool)
+                or not isinstance(move_step, (int, np.integer))
+                else move_step_fraction([edge], [int(move_step)]))
+    if fraction is None:
+        steps = sorted({edge // k for k in range(1, edge + 1)}, reverse=True)
+        possible = ", ".join(str(step) for step in steps[:8])
         raise DiluvianError(f"{name} {move_step!r} is invalid: expected one of {possible}, "
-                            f"... (33 // k voxels for a whole k)")
-    return steps[int(move_step)]
+                            f"... ({edge} // k voxels for a whole k)")
+    return fraction
 
 
 def import_ffn_checkpoint(checkpoint_prefix, output_file, *,

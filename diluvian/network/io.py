@@ -32,6 +32,7 @@ __all__ = [
     "optimizer_arguments",
     "load_model",
     "model_settings_from_config",
+    "move_step_fraction",
     "read_model_settings",
     "save_model",
     "transpose_model",
@@ -344,6 +345,17 @@ def load_model(model_file, network_config=None, compile: bool = False,
     return model
 
 
+def move_step_fraction(output_fov_shape, move_step) -> int | None:
+    """The smallest ``output_fov_move_fraction`` giving ``move_step``
+    (``output_fov_shape // fraction``), or ``None`` if none does."""
+    out = np.asarray(output_fov_shape, dtype=np.int64)
+    step = np.asarray(move_step, dtype=np.int64)
+    for fraction in range(1, int(out.max()) + 1):
+        if np.array_equal(out // fraction, step):
+            return fraction
+    return None
+
+
 def apply_model_settings(config, settings: dict[str, Any], source: str = "<model file>"):
     """Copy model-file ``settings`` into ``config`` for keys the user did not set explicitly.
 
@@ -363,12 +375,9 @@ def apply_model_settings(config, settings: dict[str, Any], source: str = "<model
     settings = dict(settings)
     if ("output_fov_move_fraction" not in settings and "move_step" in settings
             and "output_fov_shape" in settings):
-        out = np.asarray(settings["output_fov_shape"], dtype=np.int64)
-        step = np.asarray(settings["move_step"], dtype=np.int64)
-        for fraction in range(1, int(out.max()) + 1):
-            if np.array_equal(out // fraction, step):
-                settings["output_fov_move_fraction"] = fraction
-                break
+        fraction = move_step_fraction(settings["output_fov_shape"], settings["move_step"])
+        if fraction is not None:
+            settings["output_fov_move_fraction"] = fraction
     for key in ("input_fov_shape", "output_fov_shape"):
         if key in settings and config.explicitly_set(f"model.{key}"):
             model_value = [int(v) for v in settings[key]]
